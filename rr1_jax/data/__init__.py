@@ -1,0 +1,1 @@
+"""QA records, loaders and the synthetic routing task."""

@@ -1,0 +1,1 @@
+"""Jitted KV-cache generation: prefill, segment decode with stop strings, observation append."""

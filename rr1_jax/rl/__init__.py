@@ -1,0 +1,1 @@
+"""Rewards and PPO/GRPO algorithms as pure functions; trainer."""

@@ -1,0 +1,1 @@
+"""Router-R1 rollout: prompts, action parsing, candidate pool, multi-turn worker."""
