@@ -1,0 +1,109 @@
+"""Router-R1-format demonstration trajectories on the synthetic task, for the SFT warm start.
+
+A demonstration is the response part of an episode as segments: policy text (trained on) and observation text
+(inserted by the environment, masked out of the loss), exactly as the rollout builds them (spec §5.3):
+``<think>…</think>\\n<search> Name: query </search>`` · ``\\n\\n<information>reply</information>\\n\\n`` · … ·
+``<think>…</think>\\n<answer> X </answer>``. Observations are the simulated candidates' real replies, so the
+final answer is what the chosen candidate said (correct for oracle routes, possibly wrong for specialist routes).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from rr1_jax.data.qa import QARecord
+from rr1_jax.data.synthetic import QUESTION_TEMPLATES, Fact, KnowledgeTable
+from rr1_jax.data.synthetic_candidates import CandidateProfile, simulated_reply
+from rr1_jax.data.synthetic_routing import normalize_answer, oracle_choice
+
+STRATEGIES = ("oracle", "specialist")
+_TOPIC = {"capital": "the capital of a country", "founder": "the founder of a company",
+          "founding_country": "the country where a company was founded", "album_year": "the release year of an album",
+          "multihop": "the capital of the country where a company was founded"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """A piece of the response: ``is_policy`` True for model-written text, False for an inserted observation."""
+
+    text: str
+    is_policy: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Demonstration:
+    record: QARecord
+    segments: tuple[Segment, ...]
+    routes: tuple[str, ...]  # candidate names called, in order
+    final_answer: str
+    correct: bool            # final answer matches a golden answer (upstream EM)
+    cost: float              # sum of completion_tokens x $/1M over the calls
+
+    @property
+    def text(self) -> str:
+        return "".join(segment.text for segment in self.segments)
+
+
+def _specialist(kind: str, profiles: Sequence[CandidateProfile]) -> CandidateProfile:
+    return max(profiles, key=lambda p: (p.accuracy[kind], -p.price_per_1m))
+
+
+def _choose(strategy: str, fact: Fact, query: str, profiles: Sequence[CandidateProfile], table: KnowledgeTable,
+            seed: int) -> CandidateProfile:
+    if strategy == "oracle":
+        chosen = oracle_choice(query, [fact.answer], profiles, table, seed)
+        if chosen is not None:
+            return chosen
+    return _specialist(fact.kind, profiles)
+
+
+def _hop_query(fact: Fact) -> str:
+    slot = {"capital": "country", "album_year": "album"}.get(fact.kind, "company")
+    return QUESTION_TEMPLATES[fact.kind].format(**{slot: fact.entity})
+
+
+def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequence[CandidateProfile], *,
+                       seed: int = 0, strategy: str = "oracle", decompose_multihop: bool = True) -> Demonstration:
+    """One trajectory for ``record``; multi-hop questions take two routed calls when ``decompose_multihop``.
+
+    ``strategy="oracle"`` calls the cheapest candidate that answers each hop correctly (the domain specialist when
+    none does); ``"specialist"`` always calls the most accurate candidate for the hop's domain.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    fact = table.lookup(record.question)
+    if fact is None:
+        raise ValueError(f"record {record.id!r}: question mentions no entity of this knowledge table")
+    if fact.kind == "multihop" and decompose_multihop:
+        hop = table.fact("founding_country", fact.entity)
+        think = (f"The question asks for {_TOPIC['multihop']}, {fact.entity}. I know nothing about {fact.entity}, "
+                 f"so first I need the country where it was founded.")
+    else:
+        hop, think = fact, f"The question asks for {_TOPIC[fact.kind]}, {fact.entity}. I know nothing about it."
+    segments, routes, cost = [], [], 0.0
+    while True:
+        query = record.question if hop is fact else _hop_query(hop)
+        profile = _choose(strategy, hop, query, profiles, table, seed)
+        think += f" {profile.name} is a good choice for questions about {_TOPIC[hop.kind]}."
+        segments.append(Segment(f"<think>{think}</think>\n<search> {profile.name}: {query} </search>", True))
+        reply = simulated_reply(profile, query, table, seed)
+        segments.append(Segment(f"\n\n<information>{reply.text.strip()}</information>\n\n", False))
+        routes.append(profile.name)
+        cost += reply.cost
+        answer = reply.answer if reply.answer is not None else "unknown"
+        if hop.kind != "founding_country" or fact.kind != "multihop" or answer not in table.capital_of:
+            break
+        hop = table.fact("capital", answer)
+        think = f"{profile.name} says {fact.entity} was founded in {answer}. Now I need the capital of {answer}."
+    segments.append(Segment(f"<think>{profile.name} answered {answer}, which answers the question.</think>\n"
+                            f"<answer> {answer} </answer>", True))
+    correct = normalize_answer(answer) in {normalize_answer(g) for g in record.golden_answers}
+    return Demonstration(record=record, segments=tuple(segments), routes=tuple(routes), final_answer=answer,
+                         correct=correct, cost=cost)
+
+
+def make_demonstrations(records: Sequence[QARecord], table: KnowledgeTable, profiles: Sequence[CandidateProfile],
+                        *, seed: int = 0, strategy: str = "oracle",
+                        decompose_multihop: bool = True) -> list[Demonstration]:
+    return [make_demonstration(r, table, profiles, seed=seed, strategy=strategy,
+                               decompose_multihop=decompose_multihop) for r in records]

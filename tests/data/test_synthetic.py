@@ -1,0 +1,144 @@
+"""The synthetic routing task: determinism, routing is worth it, query lookup, demonstrations in Router-R1 format."""
+import re
+
+import pytest
+
+from rr1_jax.data.demonstrations import make_demonstration, make_demonstrations
+from rr1_jax.data.synthetic import DOMAINS, SyntheticConfig, make_synthetic_task
+from rr1_jax.data.synthetic_candidates import UNABLE_TO_ANSWER, count_completion_tokens, default_candidates, \
+    find_candidate, simulated_answer, simulated_reply
+from rr1_jax.data.synthetic_routing import routing_reference
+
+CONFIG = SyntheticConfig(seed=0, num_train=200, num_test=200)
+TASK = make_synthetic_task(CONFIG)
+PROFILES = default_candidates()
+
+
+def test_same_seed_same_task_other_seed_other_task():
+    again = make_synthetic_task(CONFIG)
+    assert again.train == TASK.train and again.test == TASK.test
+    assert again.table.capital_of == TASK.table.capital_of
+    other = make_synthetic_task(SyntheticConfig(seed=1, num_train=200, num_test=200))
+    assert [r.question for r in other.train] != [r.question for r in TASK.train]
+    assert not set(other.table.capital_of) & set(TASK.table.capital_of)
+
+
+def test_records_shape_and_disjoint_entities():
+    assert len(TASK.train) == 200 and len(TASK.test) == 200
+    assert {r.data_source for r in TASK.train} == {f"synthetic_{d}" for d in CONFIG.domains}
+    assert all(len(r.golden_answers) == 1 and r.question.endswith("?") for r in TASK.train)
+    train_entities = {r.metadata["entity"] for r in TASK.train}
+    assert not train_entities & {r.metadata["entity"] for r in TASK.test}
+    with pytest.raises(ValueError, match="unknown"):
+        SyntheticConfig(domains=("capital", "weather"))
+
+
+def test_oracle_beats_every_single_candidate_by_a_wide_margin():
+    reference = routing_reference(TASK.test, PROFILES, TASK.table, seed=0)
+    assert reference.oracle.em >= 0.95
+    for score in reference.candidates:
+        assert reference.oracle.em - score.em >= 0.25, score
+    best = reference.best_single
+    assert reference.oracle.cost < best.cost  # the oracle is also cheaper than the best single candidate
+    cheapest = min(reference.candidates, key=lambda s: s.cost)
+    assert cheapest.name == "LLaMA-3.1-8B-Instruct" and cheapest.em < 0.35  # cheap and weak
+    # every domain has a specialist that is much better than the cheap all-rounder
+    for source in {r.data_source for r in TASK.test}:
+        assert max(s.em_by_source[source] for s in reference.candidates) >= 0.8
+
+
+def test_difficulty_lowers_accuracy():
+    hard = default_candidates(difficulty=0.5)
+    easy_em = routing_reference(TASK.test, PROFILES, TASK.table).oracle.em
+    assert routing_reference(TASK.test, hard, TASK.table).oracle.em < easy_em
+    with pytest.raises(ValueError, match="difficulty"):
+        default_candidates(difficulty=1.0)
+
+
+def test_simulated_answers_are_deterministic_and_seeded():
+    record = TASK.test[0]
+    profile = find_candidate(PROFILES, "meta/llama-3.1-70b-instruct")
+    first = [simulated_answer(p, r.question, TASK.table, seed=0) for p in PROFILES for r in TASK.test[:40]]
+    assert first == [simulated_answer(p, r.question, TASK.table, seed=0) for p in PROFILES for r in TASK.test[:40]]
+    assert first != [simulated_answer(p, r.question, TASK.table, seed=5) for p in PROFILES for r in TASK.test[:40]]
+    reply = simulated_reply(profile, record.question, TASK.table)
+    assert reply.text.startswith(reply.answer + ".")
+    assert reply.completion_tokens == count_completion_tokens(reply.text)
+    assert reply.cost == pytest.approx(reply.completion_tokens * profile.price_per_1m)
+
+
+def test_answer_function_reads_only_the_query_text():
+    table = TASK.table
+    company = next(iter(table.founder_of))
+    country = table.country_of[company]
+    mixtral = find_candidate(PROFILES, "Mixtral-8x22B-Instruct")
+    assert table.lookup(f"Who started {company.upper()}?").kind == "founder"
+    assert table.lookup(f"Which country is {company.split()[0]} from?").answer == country
+    assert table.lookup(f"capital of the nation where {company} began").answer == table.capital_of[country]
+    assert table.lookup(f"What is the capital of {country}").answer == table.capital_of[country]
+    album = next(iter(table.year_of))
+    assert table.lookup(f"When did {album} come out?").answer == str(table.year_of[album])
+    helper_prompt = ("\nYou are a helpful assistant ... where a base model delegates ...\n\n"
+                     f"Here is the sub-question for you to assist with:  Who founded {company}?\n\n")
+    assert table.lookup(helper_prompt).kind == "founder"
+    assert simulated_answer(mixtral, "What is the capital of France?", table) == UNABLE_TO_ANSWER
+    # a verbose expensive model writes more tokens than a terse cheap one for the same question
+    terse = simulated_reply(find_candidate(PROFILES, "LLaMA-3.1-8B-Instruct"), f"Who founded {company}?", table)
+    verbose = simulated_reply(mixtral, f"Who founded {company}?", table)
+    assert verbose.completion_tokens > 5 * terse.completion_tokens
+
+
+def test_wrong_answers_are_plausible_values_of_the_same_domain():
+    weak = find_candidate(PROFILES, "LLaMA-3.1-8B-Instruct")
+    capitals = set(TASK.table.capital_of.values())
+    wrong = [simulated_reply(weak, r.question, TASK.table) for r in TASK.test
+             if r.data_source == "synthetic_capital"]
+    wrong = [w for w, r in zip(wrong, TASK.test) if w.answer != w.fact.answer]
+    assert wrong and all(w.answer in capitals for w in wrong)
+
+
+_TAG_PAIRS = ("think", "search", "information", "answer")
+
+
+def _check_router_r1_format(text, names):
+    """Independent check of the rules of spec §7.2 that a demonstration must satisfy."""
+    assert text.strip().startswith("<think>") and text.strip().endswith("</answer>")
+    for tag in _TAG_PAIRS:
+        assert text.count(f"<{tag}>") == text.count(f"</{tag}>")
+    blocks = re.findall(r"<(search|answer|think|information)>(.*?)</\1>", text, re.DOTALL)
+    assert sum(t == "answer" for t, _ in blocks) == 1
+    assert sum(t == "search" for t, _ in blocks) == sum(t == "information" for t, _ in blocks)
+    for tag, content in blocks:
+        assert content.strip() not in ("", "...") and "<" not in content
+        if tag == "search":
+            assert content.count(":") == 1
+            name, query = (part.strip() for part in content.split(":"))
+            assert name in names and query and name.lower() not in query.lower()
+
+
+def test_demonstrations_are_router_r1_trajectories():
+    names = {p.name for p in PROFILES}
+    demos = make_demonstrations(TASK.train[:60], TASK.table, PROFILES, strategy="oracle")
+    assert all(d.correct for d in demos)
+    for demo in demos:
+        _check_router_r1_format(demo.text, names)
+        assert re.search(r"<answer> (.*?) </answer>$", demo.text).group(1) == demo.record.golden_answers[0]
+        assert [s.is_policy for s in demo.segments] == [True, False] * len(demo.routes) + [True]
+        queries = re.findall(r"<search> [^:]+: (.*?) </search>", demo.text)
+        for segment, name, query in zip(demo.segments[1::2], demo.routes, queries, strict=True):
+            assert segment.text.startswith("\n\n<information>") and segment.text.endswith("</information>\n\n")
+            reply = simulated_answer(find_candidate(PROFILES, name), query, TASK.table)
+            assert segment.text == f"\n\n<information>{reply}</information>\n\n"  # what the candidate really says
+    multihop = [d for d in demos if d.record.data_source == "synthetic_multihop"]
+    assert multihop and all(len(d.routes) == 2 for d in multihop)
+    assert len(make_demonstration(multihop[0].record, TASK.table, PROFILES, decompose_multihop=False).routes) == 1
+
+
+def test_specialist_demonstrations_report_wrong_answers_honestly():
+    demos = make_demonstrations(TASK.train[:80], TASK.table, PROFILES, strategy="specialist")
+    wrong = [d for d in demos if not d.correct]
+    assert wrong and len(wrong) < len(demos) / 2
+    for demo in wrong:
+        assert demo.final_answer not in demo.record.golden_answers
+        assert demo.final_answer in demo.segments[-2].text  # the answer is the last observation's claim
+    assert set(DOMAINS) >= {d.record.metadata["domain"] for d in demos}
