@@ -16,8 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rr1_jax.rl.kl import (KL_KINDS, AdaptiveKLController, FixedKLController, kl_estimate,  # noqa: F401 (re-export)
-                           make_kl_controller)
+from rr1_jax.rl.kl import KL_KINDS, AdaptiveKLController, FixedKLController, kl_estimate, make_kl_controller
+
+__all__ = [
+    "KL_KINDS", "AdaptiveKLController", "FixedKLController", "kl_estimate", "make_kl_controller",   # from kl.py
+    "masked_sum", "masked_mean", "masked_var", "masked_whiten", "last_token_index", "token_rewards",
+    "gae_advantages", "grpo_advantages", "dense_group_ids", "entropy_from_logits", "policy_loss", "value_loss",
+    "kl_loss",
+]
 
 WHITEN_EPS = 1e-8
 GRPO_EPS = 1e-6
@@ -144,7 +150,8 @@ def grpo_advantages(scores: jnp.ndarray, response_mask: jnp.ndarray, group_ids: 
     """GRPO outcome advantages ``(advantages [N, R], returns [N, R])``: (s - μ_g)/(σ_g + eps) on every response token.
 
     ``scores`` is ``[N]`` per-sequence or ``[N, R]`` token-level (summed over R, as upstream). ``group_ids`` ``[N]``
-    are dense ints in ``[0, num_groups)`` (``num_groups`` static, default N; see ``dense_group_ids``). σ is the
+    are dense ints in ``[0, num_groups)`` (``num_groups`` static, default N; ids outside it are silently dropped by
+    the segment sums, so build them with ``dense_group_ids``). σ is the
     unbiased std; a singleton group gets μ=0, σ=1 (as upstream). Deliberate difference: groups are keyed by a
     per-prompt id, not upstream's per-source dataset index (which collides between NQ and HotpotQA).
     """
@@ -186,7 +193,7 @@ def _sum_count(per_token: jnp.ndarray, mask: jnp.ndarray) -> tuple[jnp.ndarray, 
 
 def policy_loss(logp: jnp.ndarray, old_logp: jnp.ndarray, advantages: jnp.ndarray, loss_mask: jnp.ndarray,
                 clip_ratio: float = 0.2) -> tuple[jnp.ndarray, dict]:
-    """PPO clipped surrogate, token-mean over ``loss_mask``: mean(max(-A·ρ, -A·clip(ρ, 1±ε))), ρ = exp(logp - old).
+    """PPO clipped surrogate, token-mean over ``loss_mask``: mean(max(-A·ρ, -A·clip(ρ, 1±ε))), ρ = exp(logp-old).
 
     ``aux``: ``loss_sum``/``count`` (exact accumulation), ``clipfrac`` (share of tokens where clipping binds) and
     ``approx_kl`` = mean(old_logp - logp).
@@ -203,7 +210,7 @@ def policy_loss(logp: jnp.ndarray, old_logp: jnp.ndarray, advantages: jnp.ndarra
 
 def value_loss(values: jnp.ndarray, old_values: jnp.ndarray, returns: jnp.ndarray, value_mask: jnp.ndarray,
                clip_range: float = 0.5) -> tuple[jnp.ndarray, dict]:
-    """Clipped value loss ½·mean(max((v - G)², (v_clip - G)²)) over ``value_mask``, v_clip = old + clip(v - old, ±c).
+    """Clipped value loss ½·mean(max((v-G)², (v_clip-G)²)) over ``value_mask``; v_clip = old + clip(v - old, ±c).
 
     ``aux``: ``loss_sum`` (½ included)/``count`` and ``clipfrac`` (share of tokens where the clipped error wins).
     """

@@ -55,7 +55,7 @@ class AdaptiveKLController(NamedTuple):
     horizon: jnp.ndarray | float
 
     def update(self, current_kl, n_steps) -> "AdaptiveKLController":
-        """The controller after observing ``current_kl`` over ``n_steps`` trajectories (β used this step is the old one)."""
+        """The controller after observing ``current_kl`` over ``n_steps`` trajectories (this step used the old β)."""
         error = jnp.clip(current_kl / self.target - 1.0, -0.2, 0.2)
         return self._replace(value=self.value * (1.0 + error * n_steps / self.horizon))
 

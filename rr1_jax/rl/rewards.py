@@ -113,6 +113,8 @@ def format_reward(response: str, pool: CandidatePool | None = None) -> float:
     tag string; exactly one answer, at least one think, one information block per search; starts with
     ``<think>``; ends with ``</answer>``; each route is ``Name: query`` with exactly one colon, a non-empty,
     non-placeholder query not containing the name; and each name resolves in ``pool`` (upstream resolution).
+    Deliberate difference: names upstream maps but cannot price (Nemotron-51B/49B, Granite) are invalid here,
+    as they are not in the pool; upstream accepts them here and then crashes when pricing the call.
     """
     pool = ROUTER_R1_POOL if pool is None else pool
     blocks = _BLOCK_RE.findall(response)

@@ -103,7 +103,8 @@ class CandidatePool:
         candidates = []
         for position, entry in enumerate(entries):
             if not isinstance(entry, Mapping):
-                raise ValueError(f"candidate #{position} must be a dict of {sorted(fields)}, got {type(entry).__name__}")
+                raise ValueError(f"candidate #{position} must be a dict of {sorted(fields)}, "
+                                 f"got {type(entry).__name__}")
             label = f"candidate #{position} ({entry.get('name', '?')!r})"
             unknown = sorted(set(entry) - set(fields))
             if unknown:

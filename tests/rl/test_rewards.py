@@ -61,7 +61,7 @@ OWN_FORMAT_CASES = [
     ("route without colon", T + route("Qwen2.5-7B-Instruct capital?") + INFO + "<answer> P </answer>", -1.0),
     ("route with empty query", T + route("Qwen2.5-7B-Instruct:  ") + INFO + "<answer> P </answer>", -1.0),
     ("route with empty name", T + route(": capital of France?") + INFO + "<answer> P </answer>", -1.0),
-    ("substring-valid name as upstream", T + route("qwen-72b: capital of France?") + INFO + "<answer> P </answer>", 0.0),
+    ("substring-valid name as upstream", T + route("qwen-72b: capital?") + INFO + "<answer> P </answer>", 0.0),
     ("unseen pool model", T + route("Palmyra-Creative-122B: a poem?") + INFO + "<answer> P </answer>", 0.0),
     ("two routes two infos", T + route("Gemma-2-27B-Instruct: a?") + INFO + route("Mixtral-8x22B-Instruct: b?")
      + INFO + "<answer> P </answer>", 0.0),
