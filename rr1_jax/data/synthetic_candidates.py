@@ -125,9 +125,8 @@ def answers_correctly(profile: CandidateProfile, fact: Fact, seed: int) -> bool:
     return _uniform(seed, profile.model_id, "correct", fact.key) < profile.accuracy[fact.kind]
 
 
-def simulated_reply(profile: CandidateProfile, query_text: str, table: KnowledgeTable, seed: int = 0) -> SimulatedReply:
-    """The reply of ``profile`` to a routed query (bare sub-question or the full helper prompt)."""
-    fact = table.lookup(query_text)
+def reply_for_fact(profile: CandidateProfile, fact: Fact | None, table: KnowledgeTable, seed: int = 0) -> SimulatedReply:
+    """The reply of ``profile`` when asked about ``fact`` (None: the query named nothing it could look up)."""
     if fact is None:
         text, answer = UNABLE_TO_ANSWER, None
     else:
@@ -142,6 +141,11 @@ def simulated_reply(profile: CandidateProfile, query_text: str, table: Knowledge
     tokens = count_completion_tokens(text)
     return SimulatedReply(text=text, answer=answer, fact=fact, completion_tokens=tokens,
                           cost=tokens * profile.price_per_1m)
+
+
+def simulated_reply(profile: CandidateProfile, query_text: str, table: KnowledgeTable, seed: int = 0) -> SimulatedReply:
+    """The reply of ``profile`` to a routed query (bare sub-question or the full helper prompt)."""
+    return reply_for_fact(profile, table.lookup(query_text), table, seed)
 
 
 def simulated_answer(profile: CandidateProfile, query_text: str, table: KnowledgeTable, seed: int = 0) -> str:

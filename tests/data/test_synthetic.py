@@ -6,7 +6,7 @@ import pytest
 from rr1_jax.data.demonstrations import make_demonstration, make_demonstrations
 from rr1_jax.data.synthetic import DOMAINS, SyntheticConfig, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import UNABLE_TO_ANSWER, count_completion_tokens, default_candidates, \
-    find_candidate, simulated_answer, simulated_reply
+    find_candidate, reply_for_fact, simulated_answer, simulated_reply
 from rr1_jax.data.synthetic_routing import routing_reference
 
 CONFIG = SyntheticConfig(seed=0, num_train=200, num_test=200)
@@ -62,6 +62,8 @@ def test_simulated_answers_are_deterministic_and_seeded():
     assert first == [simulated_answer(p, r.question, TASK.table, seed=0) for p in PROFILES for r in TASK.test[:40]]
     assert first != [simulated_answer(p, r.question, TASK.table, seed=5) for p in PROFILES for r in TASK.test[:40]]
     reply = simulated_reply(profile, record.question, TASK.table)
+    fact = TASK.table.fact(record.metadata["domain"], record.metadata["entity"])
+    assert reply == reply_for_fact(profile, fact, TASK.table)  # callable from a fact key as well as from text
     assert reply.text.startswith(reply.answer + ".")
     assert reply.completion_tokens == count_completion_tokens(reply.text)
     assert reply.cost == pytest.approx(reply.completion_tokens * profile.price_per_1m)
