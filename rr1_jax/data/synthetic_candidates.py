@@ -125,7 +125,8 @@ def answers_correctly(profile: CandidateProfile, fact: Fact, seed: int) -> bool:
     return _uniform(seed, profile.model_id, "correct", fact.key) < profile.accuracy[fact.kind]
 
 
-def reply_for_fact(profile: CandidateProfile, fact: Fact | None, table: KnowledgeTable, seed: int = 0) -> SimulatedReply:
+def reply_for_fact(profile: CandidateProfile, fact: Fact | None, table: KnowledgeTable,
+                   seed: int = 0) -> SimulatedReply:
     """The reply of ``profile`` when asked about ``fact`` (None: the query named nothing it could look up)."""
     if fact is None:
         text, answer = UNABLE_TO_ANSWER, None

@@ -140,7 +140,8 @@ def _nonempty_answers(answers: list[str]) -> list[str]:
 
 
 def _record_from_nq_open(example: dict, index: int, split: str) -> QARecord:
-    return QARecord(id=f"natural_questions_open_{split}_{index}", question=upstream_question(_text(example["question"])),
+    return QARecord(id=f"natural_questions_open_{split}_{index}",
+                    question=upstream_question(_text(example["question"])),
                     golden_answers=_nonempty_answers(_texts(example["answer"])), data_source="nq")
 
 
