@@ -67,7 +67,12 @@ def _host_array(source: TensorSource, config: ModelConfig, key: tuple[str, ...],
         suffix, to_ours, _ = _param_table(config)[key[1]]
         arr = np.empty(shape, dtype)
         for i in range(config.num_layers):
-            arr[i] = to_ours(np.asarray(source.get(_layer_name(i, suffix)), dtype=np.float32))
+            layer = to_ours(np.asarray(source.get(_layer_name(i, suffix)), dtype=np.float32))
+            if layer.shape != tuple(shape[1:]):
+                raise WeightsError(f"parameter layers/{key[1]} (layer {i}): checkpoint shape {layer.shape} does "
+                                   f"not match the model config's {tuple(shape[1:])}; the weights belong to a "
+                                   f"different model size")
+            arr[i] = layer
     else:
         raise WeightsError(f"no weight mapping for parameter {'/'.join(key)}")
     if tuple(arr.shape) != tuple(shape):

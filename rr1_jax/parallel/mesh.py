@@ -103,7 +103,7 @@ def param_specs(state: nnx.State, rules: ShardingRules, mesh: Optional[Mesh] = N
         axes = var.get_metadata().get("logical_axes")
         if axes is None:
             return PartitionSpec()
-        return rules.spec(axes, var[...].shape, mesh)
+        return rules.spec(axes, var.shape, mesh)
     return jax.tree.map(spec_of, state, is_leaf=_is_variable)
 
 
