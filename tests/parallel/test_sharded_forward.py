@@ -48,3 +48,18 @@ def test_sharded_cached_forward(mesh_devices):
     cache = cache._replace(k=jax.device_put(cache.k, cache_sharding), v=jax.device_put(cache.v, cache_sharding))
     got, _ = jax.jit(forward, static_argnums=0)(graphdef, sharded, tokens, positions, None, cache)
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5)
+
+
+def test_weights_load_straight_onto_mesh(mesh_devices, tmp_path):
+    from rr1_jax.model.weights import load_hf_model
+    from tests.model.hf_fixtures import hf_logits, left_padded_batch, make_hf_model
+
+    hf = make_hf_model("qwen2_tied_bias", str(tmp_path))
+    mesh = make_mesh(1, 4, 2, devices=mesh_devices)
+    model = load_hf_model(str(tmp_path), mesh=mesh, rules=TRAIN_RULES)
+    assert model.layers.gate_proj[...].sharding.spec == P(None, "fsdp", "tensor")
+    ids, mask, positions = left_padded_batch(model.config.vocab_size)
+    graphdef, params = nnx.split(model, nnx.Param)
+    got = jax.jit(forward, static_argnums=0)(graphdef, params, ids, positions, mask.astype(bool))
+    valid = mask.astype(bool)
+    assert np.abs(np.asarray(got)[valid] - hf_logits(hf, ids, mask, positions)[valid]).max() <= 1e-4
