@@ -10,14 +10,16 @@ _BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 class CompileCounter:
-    """Number of backend compilations seen while the context was open."""
+    """Number of backend compilations seen while the context was open, and their total duration."""
 
     def __init__(self):
         self.count = 0
+        self.seconds = 0.0
 
     def _listener(self, event: str, duration_secs: float, **kwargs) -> None:
         if event == _BACKEND_COMPILE_EVENT:
             self.count += 1
+            self.seconds += duration_secs
 
 
 @contextlib.contextmanager

@@ -154,3 +154,13 @@ def test_stop_string_index_and_cache_full(tiny_model):
     state, out = sampler.decode_segment(params, state, 3)  # the matcher keeps its state across segments
     assert out.tokens[0, :1].tolist() == [14] and StopReason(int(out.stop_reason[0])) == StopReason.STOP_STRING
     assert out.num_tokens[2] == 1 and StopReason(int(out.stop_reason[2])) == StopReason.CACHE_FULL
+
+
+def test_append_refuses_a_bucket_that_overflows_the_cache(tiny_model):
+    config, graphdef, params = tiny_model
+    sampler = Sampler(graphdef)
+    state = sampler.init_state(config, 2, 10)
+    tokens, lengths = pad_batch([[1, 2, 3], [4]], 8, 0)
+    state = sampler.prefill(params, state, tokens, lengths)
+    with pytest.raises(ValueError, match=r"cache full: slots \[1\]"):
+        sampler.append(params, state, np.zeros((2, 4), np.int32), np.array([0, 2]), np.array([False, True]))
