@@ -1,0 +1,106 @@
+"""Typed PPO / optimiser settings (built from the `config.ppo` and `config.optim` sections) with upstream defaults.
+
+Defaults are Router-R1's `train.sh` on verl 0.1 (spec ppo-semantics §8), except where a field's comment says why.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+from rr1_jax.rl.kl import KL_KINDS
+
+ADV_ESTIMATORS = ("gae", "grpo")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with global-norm clipping and a per-PPO-iteration learning-rate schedule.
+
+    lr(k) = lr · min(1, (k + 1) / max(1, warmup_steps)), k = number of updates this model already had.
+    `upstream_zero_first_lr=True` reproduces verl's LambdaLR quirk lr(k) = lr · min(1, k / max(1, W)): the very
+    first update runs at lr 0 (Adam moments still advance; verl issue #3674). Off by default.
+    """
+
+    lr: float = 1e-6
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    warmup_steps: int = 0  # upstream: int(lr_warmup_steps_ratio · total_training_steps); Router-R1 uses 0
+    upstream_zero_first_lr: bool = False
+
+    def __post_init__(self):
+        if not self.lr >= 0 or self.warmup_steps < 0 or not self.grad_clip > 0:
+            raise ValueError(f"optimizer config needs lr >= 0, warmup_steps >= 0 and grad_clip > 0, got {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """One PPO iteration's algorithm settings. Batch sizes count trajectory rows."""
+
+    adv_estimator: str = "gae"  # "gae" (with critic) | "grpo" (no critic, group-normalised outcome)
+    gamma: float = 1.0
+    lam: float = 1.0
+    bridge_observations: bool = False  # GAE skips observation tokens (later-verl multi-turn variant); upstream off
+    clip_ratio: float = 0.2
+    cliprange_value: float = 0.5
+    entropy_coeff: float = 0.001
+    kl_ctrl: str = "fixed"  # "fixed" | "adaptive"
+    kl_coef: float = 0.001
+    kl_target: Optional[float] = None  # adaptive controller only
+    kl_horizon: Optional[float] = None  # adaptive controller only
+    kl_penalty: str = "kl"  # estimator of the in-reward KL
+    use_kl_loss: Optional[bool] = None  # None: True for grpo, False for gae (upstream scripts)
+    kl_loss_coef: float = 0.001
+    kl_loss_type: str = "low_var_kl"
+    temperature: float = 1.0  # rollout temperature: old/ref/current log-probs all use logits / temperature
+    state_masking: bool = True  # policy loss/entropy/KL on policy tokens only (Router-R1: true)
+    mini_batch_size: int = 32  # rows per optimizer step
+    micro_batch_size: int = 8  # rows per gradient-accumulation chunk (and per log-prob/value forward chunk)
+    ppo_epochs: int = 1  # upstream makes exactly one pass whatever the YAML says
+    shuffle: bool = False  # upstream: contiguous mini-batches, no shuffle
+    critic_warmup: int = 0  # the actor is not updated during the first `critic_warmup` iterations
+    recompute_old_logprobs: bool = True  # upstream recomputes π_old with the actor; False: use rollout log-probs
+    logprob_chunk: int = 256  # sequence chunk of the chunked LM head
+
+    def __post_init__(self):
+        if self.adv_estimator not in ADV_ESTIMATORS:
+            raise ValueError(f"ppo.adv_estimator={self.adv_estimator!r}: choose one of {ADV_ESTIMATORS}")
+        for name in ("kl_penalty", "kl_loss_type"):
+            if getattr(self, name) not in KL_KINDS:
+                raise ValueError(f"ppo.{name}={getattr(self, name)!r}: choose one of {KL_KINDS}")
+        if self.kl_ctrl not in ("fixed", "adaptive"):
+            raise ValueError(f"ppo.kl_ctrl={self.kl_ctrl!r}: choose 'fixed' or 'adaptive'")
+        if self.mini_batch_size < 1 or self.micro_batch_size < 1 or self.mini_batch_size % self.micro_batch_size:
+            raise ValueError(f"ppo.mini_batch_size={self.mini_batch_size} must be a positive multiple of "
+                             f"ppo.micro_batch_size={self.micro_batch_size}")
+        if self.ppo_epochs < 1 or self.critic_warmup < 0 or not self.temperature > 0:
+            raise ValueError("ppo.ppo_epochs must be >= 1, ppo.critic_warmup >= 0 and ppo.temperature > 0")
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.adv_estimator == "gae"
+
+    @property
+    def kl_in_loss(self) -> bool:
+        return self.adv_estimator == "grpo" if self.use_kl_loss is None else bool(self.use_kl_loss)
+
+
+def _from_mapping(cls, section: Optional[Mapping[str, Any]], where: str):
+    values = dict(section or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in config.{where}; valid keys: {sorted(known)}")
+    return cls(**values)
+
+
+def ppo_config_from(section: Optional[Mapping[str, Any]]) -> PPOConfig:
+    """A PPOConfig from a `config.ppo` ConfigDict/dict (unknown keys are an error naming the valid ones)."""
+    return _from_mapping(PPOConfig, section.to_dict() if hasattr(section, "to_dict") else section, "ppo")
+
+
+def optim_config_from(section: Optional[Mapping[str, Any]], where: str = "optim.actor") -> OptimConfig:
+    """An OptimConfig from e.g. `config.optim.actor` or `config.optim.critic`."""
+    return _from_mapping(OptimConfig, section.to_dict() if hasattr(section, "to_dict") else section, where)

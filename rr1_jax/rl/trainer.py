@@ -1,0 +1,159 @@
+"""Host side of PPO: builds the sharded, donated, jitted update functions once and runs one iteration per rollout.
+
+    trainer = PPOTrainer(actor, critic, ppo_cfg, actor_optim, critic_optim, mesh)
+    state = trainer.init_state()                           # TrainState (see train_state.py)
+    state, metrics = trainer.ppo_iteration(state, traj, scores, group_ids)   # after each rollout
+    decode_params = reshard_for_decode(trainer.actor_state(state), mesh)    # hand the weights to the sampler
+
+Every function is compiled on first use and never again for the same shapes (static batch and widths).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from rr1_jax.parallel.mesh import DECODE_RULES, TRAIN_RULES, ShardingRules, batch_sharding, make_mesh, param_shardings
+from rr1_jax.rl.logprobs import map_rows, token_logprobs, token_values, value_mask
+from rr1_jax.rl.ppo_config import OptimConfig, PPOConfig
+from rr1_jax.rl.train_state import TrainState, abstract_train_state, build_train_state
+from rr1_jax.rl.updates import actor_update, critic_update, prepare_batch
+from rr1_jax.rollout.trajectory import Trajectories
+
+
+class PPOTrainer:
+    """Owns the model definitions, shardings and jitted functions; the TrainState itself is passed around."""
+
+    def __init__(self, actor: nnx.Module, critic: Optional[nnx.Module], ppo: PPOConfig,
+                 actor_optim: OptimConfig = OptimConfig(lr=1e-6), critic_optim: OptimConfig = OptimConfig(lr=1e-5),
+                 mesh: Optional[Mesh] = None, *, ref: Optional[nnx.Module] = None, seed: int = 0,
+                 num_groups: Optional[int] = None, rules: ShardingRules = TRAIN_RULES):
+        self.cfg, self.actor_optim, self.critic_optim = ppo, actor_optim, critic_optim
+        self.mesh = mesh if mesh is not None else make_mesh(devices=jax.devices()[:1])
+        self.rules = rules
+        with jax.set_mesh(self.mesh):
+            self._initial, self.shardings, self.defs = build_train_state(
+                actor, critic, ppo, actor_optim, critic_optim, self.mesh, ref=ref, seed=seed, rules=rules)
+        self._copy_state = jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=self.shardings)
+        self._actor_template = nnx.split(actor, nnx.Param)[1]  # logical-axis metadata for decode resharding
+        self.batch_shards = int(np.prod([self.mesh.shape[a] for a in ("data", "fsdp")]))
+        defs = self.defs
+        self._prepare = jax.jit(functools.partial(prepare_batch, defs=defs, cfg=ppo, num_groups=num_groups))
+        self._critic_update = jax.jit(
+            functools.partial(critic_update, defs=defs, cfg=ppo, optim=critic_optim),
+            donate_argnums=0, out_shardings=(self.shardings, None))
+        self._actor_update = jax.jit(
+            functools.partial(actor_update, defs=defs, cfg=ppo, optim=actor_optim),
+            donate_argnums=0, out_shardings=(self.shardings, None))
+        self._logprobs = jax.jit(functools.partial(_trajectory_logprobs, graphdef=defs.actor, cfg=ppo),
+                                 static_argnames=("with_entropy",))
+        self._values = jax.jit(functools.partial(_trajectory_values, graphdef=defs.critic, cfg=ppo))
+
+    # -------------------------------------------------------------------------------------------- pieces
+    def init_state(self) -> TrainState:
+        """A fresh copy of the initial TrainState (updates donate their input, so each run starts from a copy)."""
+        with jax.set_mesh(self.mesh):
+            return self._copy_state(self._initial)
+
+    def shard_batch(self, tree):
+        """Place a host batch (Trajectories, scores, ...) with rows split over the data axes of the mesh."""
+        def put(x):
+            x = np.asarray(x)
+            if x.ndim and x.shape[0] % self.batch_shards == 0:
+                return jax.device_put(x, batch_sharding(self.mesh, x.ndim, self.rules))
+            return jax.device_put(x, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
+        return jax.tree.map(put, tree)
+
+    def compute_logprobs(self, params, traj: Trajectories, with_entropy: bool = False):
+        """Log-probs (and entropies) [N, R] of the response tokens under actor-shaped `params` (old or ref)."""
+        with jax.set_mesh(self.mesh):
+            return self._logprobs(params, self.shard_batch(traj), with_entropy=with_entropy)
+
+    def compute_values(self, critic_params, traj: Trajectories):
+        """Critic values [N, R] (× value mask) of the response positions."""
+        with jax.set_mesh(self.mesh):
+            return self._values(critic_params, self.shard_batch(traj))
+
+    def abstract_state(self) -> TrainState:
+        """Shape/dtype/sharding description of the state on this trainer's mesh (checkpoint restore target)."""
+        return abstract_train_state(self._initial, self.shardings)
+
+    def actor_state(self, state: TrainState) -> nnx.State:
+        """The actor's params as an nnx.State (with logical-axis metadata), e.g. for the sampler or HF export."""
+        template = jax.tree.map(lambda v: v, self._actor_template)
+        nnx.replace_by_pure_dict(template, state.actor)
+        return template
+
+    def actor_module(self, state: TrainState) -> nnx.Module:
+        return nnx.merge(self.defs.actor, self.actor_state(state))
+
+    # -------------------------------------------------------------------------------------------- iteration
+    def _check_batch(self, traj: Trajectories) -> None:
+        n, cfg = traj.tokens.shape[0], self.cfg
+        if n % cfg.mini_batch_size:
+            raise ValueError(f"trajectory batch of {n} rows is not a multiple of ppo.mini_batch_size="
+                             f"{cfg.mini_batch_size}; pad the batch (build_trajectories(num_rows=...)) or change it")
+        if traj.prompt_width < 1:
+            raise ValueError("trajectories need prompt_width >= 1 (the first response token is predicted from "
+                             "the last prompt position)")
+
+    def ppo_iteration(self, state: TrainState, traj: Trajectories, scores, group_ids=None):
+        """The whole update after a rollout: prepare → critic update → actor update (after critic warmup).
+
+        `state` is donated (do not reuse it). Returns (new state, flat dict of float metrics).
+        """
+        self._check_batch(traj)
+        iteration = int(jax.device_get(state.step))  # host decision below is the same on every process
+        with jax.set_mesh(self.mesh):
+            traj, scores = self.shard_batch(traj), self.shard_batch(jnp.asarray(scores, jnp.float32))
+            if group_ids is not None:
+                group_ids = self.shard_batch(jnp.asarray(group_ids, jnp.int32))
+            batch, (step, rng, kl_ctrl), metrics = self._prepare(state, traj, scores, group_ids)
+            state = state.replace(step=step, rng=rng, kl_ctrl=kl_ctrl)
+            if self.cfg.uses_critic:
+                state, critic_metrics = self._critic_update(state, batch)
+                metrics.update(critic_metrics)
+            if iteration >= self.cfg.critic_warmup:
+                state, actor_metrics = self._actor_update(state, batch)
+                metrics.update(actor_metrics)
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        metrics["actor/updated"] = float(iteration >= self.cfg.critic_warmup)
+        return state, metrics
+
+
+def _trajectory_logprobs(params, traj: Trajectories, *, graphdef, cfg: PPOConfig, with_entropy: bool = False):
+    fn = functools.partial(token_logprobs, graphdef, params, prompt_width=traj.prompt_width,
+                           temperature=cfg.temperature, chunk_size=cfg.logprob_chunk, with_entropy=with_entropy)
+    out = map_rows(lambda t, pos, m: fn(t, pos, m), (traj.tokens, traj.positions, traj.attention_mask),
+                   cfg.micro_batch_size)
+    return out if with_entropy else out[0]
+
+
+def _trajectory_values(params, traj: Trajectories, *, graphdef, cfg: PPOConfig):
+    p = traj.prompt_width
+    values = map_rows(lambda t, pos, m: token_values(graphdef, params, t, pos, m, p),
+                      (traj.tokens, traj.positions, traj.attention_mask), cfg.micro_batch_size)
+    return values * value_mask(traj.attention_mask, p)
+
+
+@functools.lru_cache(maxsize=16)
+def _decode_resharder(treedef, shardings: tuple):
+    return jax.jit(lambda leaves: leaves, out_shardings=list(shardings))
+
+
+def reshard_for_decode(params: nnx.State, mesh: Mesh, rules: ShardingRules = DECODE_RULES) -> nnx.State:
+    """Train → decode sharding of the actor weights: one cached jitted identity with decode out_shardings.
+
+    Same devices, no host round trip; the training copy stays valid (not donated).
+    """
+    shardings = param_shardings(params, rules, mesh)
+    leaves, treedef = jax.tree.flatten(params)
+    sharding_leaves = tuple(jax.tree.leaves(shardings, is_leaf=lambda x: isinstance(x, jax.sharding.Sharding)))
+    with jax.set_mesh(mesh):
+        out = _decode_resharder(treedef, sharding_leaves)(leaves)
+    return jax.tree.unflatten(treedef, out)
