@@ -84,7 +84,7 @@ class Sampler:
         self.pad_id = int(pad_id)
         self.mesh, self.rules = mesh, rules
         self.stop = stop
-        self._stop_table = None if stop is None else jnp.asarray(stop.table)
+        self._stop_table = None  # device copy of the stop table, fitted to the model vocabulary on first use
         self._prefill = {}
         self._append = None
         self._decode = {}
@@ -100,12 +100,23 @@ class Sampler:
             turn_tokens=jnp.zeros((b,), jnp.int32), turn_budget=jnp.full((b,), turn_budget, jnp.int32),
             matcher_state=jnp.zeros((b,), jnp.int32), stop_reason=jnp.zeros((b,), jnp.int32),
             stop_string=jnp.full((b,), -1, jnp.int32))
-        if self._stop_table is None:
-            self._stop_table = jnp.asarray(StopMatcher.empty(config.vocab_size).table)
         if self.mesh is not None:
             state = jax.device_put(state, self.state_sharding(state))
-            self._stop_table = jax.device_put(self._stop_table, NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
         return state
+
+    def _stop_table_for(self, vocab_size: int) -> Array:
+        """The stop table padded to the model vocabulary (ids beyond the tokenizer's decode to no bytes)."""
+        if self._stop_table is None:
+            table = (self.stop or StopMatcher.empty(vocab_size)).table
+            if table.shape[1] > vocab_size:
+                raise ValueError(f"stop strings were built for {table.shape[1]} token ids but the model has "
+                                 f"{vocab_size}: build the StopMatcher from this model's tokenizer")
+            identity = np.repeat(np.arange(table.shape[0], dtype=table.dtype)[:, None], vocab_size - table.shape[1], 1)
+            table = jnp.asarray(np.concatenate([table, identity], axis=1))
+            if self.mesh is not None:
+                table = jax.device_put(table, NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
+            self._stop_table = table
+        return self._stop_table
 
     def _spec(self, axes, shape):
         return NamedSharding(self.mesh, self.rules.spec(axes, shape, self.mesh))
@@ -175,7 +186,7 @@ class Sampler:
                     b1 = self._spec(("batch",), s.active.shape)
                     return SegmentOutput(b2, b2, b1, b1, b1)
             self._decode[max_steps] = self._jit(fn, state, extra_out=extra)
-        return self._decode[max_steps](params, state, self._stop_table)
+        return self._decode[max_steps](params, state, self._stop_table_for(state.logits.shape[-1]))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -141,7 +141,7 @@ def test_stop_strings_eos_and_budget_end_to_end(tiny_model):
 def test_stop_string_index_and_cache_full(tiny_model):
     config, graphdef, params = tiny_model
     params = scripted_params(config, params)
-    token_bytes = [TOKEN_TEXT.get(i, b"?") for i in range(config.vocab_size)]
+    token_bytes = [TOKEN_TEXT.get(i, b"?") for i in range(60)]  # a tokenizer smaller than the model vocab
     sampler = Sampler(graphdef, stop=StopMatcher.build(["</search>", "</answer>"], token_bytes), eos_ids=[1])
     state = sampler.init_state(config, 3, 6, turn_budget=100)  # room for 6 - 2 = 4 new tokens
     tokens, lengths = pad_batch([[3, 10], [0, 50], [0, 30]], 2, 0)
@@ -164,3 +164,15 @@ def test_append_refuses_a_bucket_that_overflows_the_cache(tiny_model):
     state = sampler.prefill(params, state, tokens, lengths)
     with pytest.raises(ValueError, match=r"cache full: slots \[1\]"):
         sampler.append(params, state, np.zeros((2, 4), np.int32), np.array([0, 2]), np.array([False, True]))
+
+
+def test_right_aligned_prefill_equals_left_aligned(tiny_model):
+    config, graphdef, params = tiny_model
+    sampler = Sampler(graphdef)
+    state = sampler.init_state(config, len(PROMPTS), 12, turn_budget=4)
+    tokens, lengths = pad_batch(PROMPTS, 8, 0, align="right")
+    state = sampler.prefill(params, state, tokens, lengths, align="right")
+    state, out = sampler.decode_segment(params, state, 4)
+    for b, (ids, logprobs, _) in enumerate(generate(graphdef, params, PROMPTS, 4, prompt_buckets=[8])):
+        assert np.asarray(out.tokens[b]).tolist() == ids
+        np.testing.assert_allclose(np.asarray(out.logprobs[b]), logprobs, atol=1e-4)
