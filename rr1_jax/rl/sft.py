@@ -1,0 +1,112 @@
+"""Supervised warm start on demonstration trajectories (the demo policy and the paper's SFT baseline).
+
+Demonstrations (`rr1_jax.data.demonstrations`) are tokenised segment by segment with the policy tokenizer into
+the same `Trajectories` layout the rollout produces: policy segments get loss_mask 1, observation segments
+(`<information>…</information>`) 0. The loss is the token-mean cross-entropy over policy tokens only, computed
+with the chunked LM head; AdamW with global-norm clipping.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from rr1_jax.data.demonstrations import Demonstration
+from rr1_jax.data.qa import QARecord
+from rr1_jax.rl.logprobs import token_logprobs
+from rr1_jax.rollout.trajectory import Trajectories, build_trajectories
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig:
+    lr: float = 1e-5
+    steps: int = 200  # optimizer steps
+    batch_size: int = 8  # rows per step (sampled without replacement, epoch after epoch)
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    logprob_chunk: int = 256
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"SFT needs steps >= 1, batch_size >= 1 and lr > 0, got {self}")
+
+
+def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
+                               prompt_ids: Callable[[QARecord], Sequence[int]], prompt_width: int,
+                               response_width: int, pad_id: int, num_rows: Optional[int] = None) -> Trajectories:
+    """Trajectories of demonstrations: each segment tokenised on its own (as the rollout appends observations).
+
+    `prompt_ids(record)` renders the Router-R1 prompt (template + chat template) as token ids.
+    """
+    prompts, responses, flags = [], [], []
+    for demo in demos:
+        ids, is_policy = [], []
+        for segment in demo.segments:
+            seg_ids = list(tokenizer.encode(segment.text, add_special_tokens=False))
+            ids += seg_ids
+            is_policy += [segment.is_policy] * len(seg_ids)
+        if len(ids) > response_width:
+            raise ValueError(f"demonstration {demo.record.id!r} has {len(ids)} response tokens, more than "
+                             f"response_width={response_width}; raise the width or drop long demonstrations")
+        prompts.append(list(prompt_ids(demo.record)))
+        responses.append(ids)
+        flags.append(is_policy)
+    return build_trajectories(prompts, responses, flags, None, prompt_width, response_width, pad_id, num_rows)
+
+
+def sft_loss(graphdef: nnx.GraphDef, params, traj: Trajectories, chunk_size: int = 256):
+    """(token-mean cross-entropy over policy tokens of valid rows, number of such tokens)."""
+    logp, _ = token_logprobs(graphdef, params, traj.tokens, traj.positions, traj.attention_mask,
+                             traj.prompt_width, chunk_size=chunk_size)  # [N, R]
+    mask = (traj.loss_mask & traj.row_valid[:, None]).astype(jnp.float32)
+    count = jnp.sum(mask)
+    return -jnp.sum(logp * mask) / jnp.maximum(count, 1.0), count
+
+
+def _optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
+    schedule = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                       optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay))
+
+
+def sft_train(model: nnx.Module, traj: Trajectories, cfg: SFTConfig = SFTConfig()):
+    """Fine-tune `model`'s weights on `traj`. Returns (updated params as an nnx.State, per-step loss list).
+
+    The input module is left untouched; `nnx.merge(nnx.graphdef(model), params)` gives the tuned policy.
+    """
+    rows = np.flatnonzero(np.asarray(traj.row_valid))
+    if rows.size == 0:
+        raise ValueError("SFT got no demonstration rows (all rows are padding)")
+    graphdef, state = nnx.split(model, nnx.Param)
+    params = jax.tree.map(jnp.copy, nnx.to_pure_dict(state))
+    tx = _optimizer(cfg)
+    opt_state = tx.init(params)
+    traj = jax.tree.map(jnp.asarray, traj)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, opt_state, index):
+        batch = jax.tree.map(lambda x: x[index], traj)
+        (loss, _), grads = jax.value_and_grad(
+            lambda p: sft_loss(graphdef, p, batch, cfg.logprob_chunk), has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    rng = np.random.default_rng(cfg.seed)
+    order: list[int] = []
+    losses = []
+    for _ in range(cfg.steps):
+        while len(order) < cfg.batch_size:  # epochs of shuffled rows; a batch may straddle two epochs
+            order += rng.permutation(rows).tolist()
+        index, order = np.asarray(order[:cfg.batch_size], np.int32), order[cfg.batch_size:]
+        params, opt_state, loss = step(params, opt_state, index)
+        losses.append(loss)
+    nnx.replace_by_pure_dict(state, params)
+    return state, [float(x) for x in jax.device_get(losses)]
