@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import warnings
 from typing import Any, Callable, Mapping, Optional
@@ -19,23 +18,13 @@ from typing import Any, Callable, Mapping, Optional
 import jax
 import orbax.checkpoint as ocp
 
+from rr1_jax.metrics import redact_secrets
+
 log = logging.getLogger(__name__)
-SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|token_value|authorization|bearer)", re.IGNORECASE)
 
 
 class CheckpointError(RuntimeError):
     """No usable checkpoint could be restored."""
-
-
-def redact_secrets(tree: Any) -> Any:
-    """A JSON-able copy of `tree` with every value under a secret-looking key replaced by "<redacted>"."""
-    if isinstance(tree, Mapping):
-        return {str(k): "<redacted>" if SECRET_KEY.search(str(k)) else redact_secrets(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return [redact_secrets(v) for v in tree]
-    if tree is None or isinstance(tree, (bool, int, float, str)):
-        return tree
-    return str(tree)
 
 
 class TrainCheckpointer:

@@ -1,0 +1,158 @@
+"""Training metrics: JSONL (always), TensorBoard (tensorboardX), optional Weights & Biases, a tqdm progress bar
+and, at the end, PNG plots of reward / exact match / cost / routes per episode over steps.
+
+Only process 0 writes anything. Metrics are flat dicts of scalars; keys that look like secrets are dropped and
+configs are redacted before they are logged (API keys come from the environment and never reach a file).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import warnings
+from typing import Any, Mapping, Optional
+
+SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|authorization|bearer|credential)", re.IGNORECASE)
+
+# Episode metrics the rollout reports (per PPO step, mean over the batch's episodes) and how they are shown.
+EPISODE_METRICS = {"reward": "episode/reward", "exact_match": "episode/em", "cost": "episode/cost",
+                   "routes": "episode/routes"}
+PROGRESS_FIELDS = {"reward": "episode/reward", "EM": "episode/em", "cost": "episode/cost",
+                   "routes": "episode/routes", "tok/s": "perf/tokens_per_s"}
+TOKENS_KEY = "perf/tokens"  # tokens processed in the step: the logger derives perf/tokens_per_s from it
+
+
+def redact_secrets(tree: Any) -> Any:
+    """A JSON-able copy of `tree` with the value under every secret-looking key replaced by "<redacted>"."""
+    if isinstance(tree, Mapping):
+        return {str(k): "<redacted>" if SECRET_KEY.search(str(k)) else redact_secrets(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [redact_secrets(v) for v in tree]
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    return str(tree)
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if SECRET_KEY.search(key):
+            continue
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"metric {key!r} is not a scalar ({type(value).__name__}); log numbers only") from None
+    return out
+
+
+class MetricsLogger:
+    """`log(step, metrics)` each PPO iteration, `close()` at the end (writes the plots).
+
+    log_dir/metrics.jsonl, log_dir/tb/events.*, log_dir/plots/*.png. `process_index` defaults to
+    `jax.process_index()`; non-zero processes are silent no-ops.
+    """
+
+    def __init__(self, log_dir: str, *, total_steps: Optional[int] = None, tensorboard: bool = True,
+                 wandb: bool = False, wandb_project: str = "rr1_jax", run_name: Optional[str] = None,
+                 progress: bool = True, config: Optional[Mapping] = None, process_index: Optional[int] = None):
+        if process_index is None:
+            import jax
+            process_index = jax.process_index()
+        self.active = process_index == 0
+        self.log_dir = os.path.abspath(os.path.expanduser(log_dir))
+        self.jsonl_path = os.path.join(self.log_dir, "metrics.jsonl")
+        self._tb = self._wandb = self._bar = None
+        self._last_time: Optional[float] = None
+        if not self.active:
+            return
+        os.makedirs(self.log_dir, exist_ok=True)
+        safe_config = redact_secrets(dict(config or {}))
+        if config is not None:
+            with open(os.path.join(self.log_dir, "config.json"), "w") as f:
+                json.dump(safe_config, f, indent=2, sort_keys=True)
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(os.path.join(self.log_dir, "tb"))
+        if wandb:
+            try:
+                import wandb as wandb_lib
+            except ImportError:
+                warnings.warn("metrics.wandb=True but wandb is not installed: pip install wandb, or turn it off",
+                              RuntimeWarning, stacklevel=2)
+            else:
+                self._wandb = wandb_lib.init(project=wandb_project, name=run_name, config=safe_config,
+                                             dir=self.log_dir)
+        if progress:
+            from tqdm.auto import tqdm
+            self._bar = tqdm(total=total_steps, desc="ppo", unit="step", dynamic_ncols=True)
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        if not self.active:
+            return
+        scalars = _scalars(metrics)
+        now = time.perf_counter()
+        if TOKENS_KEY in scalars and self._last_time is not None and "perf/tokens_per_s" not in scalars:
+            scalars["perf/tokens_per_s"] = scalars[TOKENS_KEY] / max(now - self._last_time, 1e-9)
+        self._last_time = now
+        with open(self.jsonl_path, "a") as f:
+            f.write(json.dumps({"step": int(step), "time": time.time(), **scalars}) + "\n")
+        if self._tb is not None:
+            for key, value in scalars.items():
+                if math.isfinite(value):
+                    self._tb.add_scalar(key, value, int(step))
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(scalars, step=int(step))
+        if self._bar is not None:
+            self._bar.update(max(0, int(step) - self._bar.n))
+            shown = {name: f"{scalars[key]:.3g}" for name, key in PROGRESS_FIELDS.items() if key in scalars}
+            self._bar.set_postfix(shown, refresh=True)
+
+    def history(self) -> list[dict]:
+        """Every line of metrics.jsonl (includes earlier runs appended to the same directory, e.g. after resume)."""
+        if not os.path.isfile(self.jsonl_path):
+            return []
+        with open(self.jsonl_path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def plot(self) -> list[str]:
+        """PNG per episode metric present in the history (value over steps); returns the written paths."""
+        if not self.active:
+            return []
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = self.history()
+        out_dir = os.path.join(self.log_dir, "plots")
+        written = []
+        for name, key in EPISODE_METRICS.items():
+            points = sorted((r["step"], r[key]) for r in rows if key in r)
+            if not points:
+                continue
+            os.makedirs(out_dir, exist_ok=True)
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            ax.plot([s for s, _ in points], [v for _, v in points], marker="." if len(points) < 50 else None)
+            ax.set_xlabel("PPO step")
+            ax.set_ylabel(f"{name} per episode")
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            path = os.path.join(out_dir, f"{name}.png")
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            written.append(path)
+        return written
+
+    def close(self) -> list[str]:
+        """Flush and close every sink, then write the plots (returns their paths)."""
+        if not self.active:
+            return []
+        if self._bar is not None:
+            self._bar.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+        return self.plot()
