@@ -72,6 +72,9 @@ def _select(mask: Array, new, old):
     return jax.tree.map(pick, new, old)
 
 
+_JITTED: dict = {}  # (body, static config, mesh, rules) -> jitted function; shapes are cached by jax.jit itself
+
+
 class Sampler:
     """Jitted prefill / decode_segment / append over one model (graphdef), one sampling rule, one stop set."""
 
@@ -85,9 +88,6 @@ class Sampler:
         self.mesh, self.rules = mesh, rules
         self.stop = stop
         self._stop_table = None  # device copy of the stop table, fitted to the model vocabulary on first use
-        self._prefill = {}
-        self._append = None
-        self._decode = {}
 
     # ---- state and shardings ----
     def init_state(self, config, num_slots: int, max_len: int, seed: int = 0,
@@ -130,13 +130,18 @@ class Sampler:
         rest = {f: batch(getattr(state, f)) for f in DecodeState._fields if f != "cache"}
         return DecodeState(cache=cache, **rest)
 
-    def _jit(self, fn, state_like, static_argnames=(), extra_out=None):
-        if self.mesh is None:
-            return jax.jit(fn, donate_argnames=("state",), static_argnames=static_argnames)
-        out = self.state_sharding(state_like)
-        if extra_out is not None:
-            out = (out, extra_out(state_like))
-        return jax.jit(fn, donate_argnames=("state",), static_argnames=static_argnames, out_shardings=out)
+    def _jit(self, key: tuple, fn, state_like, extra_out=None):
+        """One jitted function per (body, static config, mesh), shared by every Sampler in the process."""
+        key = key + (self.mesh, id(self.rules), None if self.mesh is None else state_like.active.shape[0])
+        if key not in _JITTED:
+            if self.mesh is None:
+                _JITTED[key] = jax.jit(fn, donate_argnames=("state",))
+            else:
+                out = self.state_sharding(state_like)
+                if extra_out is not None:
+                    out = (out, extra_out(state_like))
+                _JITTED[key] = jax.jit(fn, donate_argnames=("state",), out_shardings=out)
+        return _JITTED[key]
 
     @property
     def _num_stop_states(self) -> int:
@@ -152,9 +157,9 @@ class Sampler:
             raise ValueError(f"align={align!r}: use 'left' or 'right'")
         if tokens.shape[1] > state.cache.max_len:
             raise ValueError(f"prompt bucket {tokens.shape[1]} exceeds the cache length {state.cache.max_len}")
-        if align not in self._prefill:
-            self._prefill[align] = self._jit(functools.partial(_prefill, self.graphdef, align), state)
-        return self._prefill[align](params, state, jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32))
+        prefill = self._jit(("prefill", self.graphdef, align), functools.partial(_prefill, self.graphdef, align),
+                            state)
+        return prefill(params, state, jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32))
 
     def append(self, params, state: DecodeState, tokens, lengths, slots_mask) -> DecodeState:
         """Write right-padded tokens [B, O] for the chosen slots at each one's offset and start a new turn there.
@@ -168,25 +173,22 @@ class Sampler:
             slots = np.flatnonzero(room & mask).tolist()
             raise ValueError(f"cache full: slots {slots} cannot take a {np.shape(tokens)[1]}-token observation "
                              f"bucket (cache length {state.cache.max_len}); allocate a larger cache")
-        if self._append is None:
-            self._append = self._jit(functools.partial(_append, self.graphdef), state)
-        return self._append(params, state, jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32),
-                            jnp.asarray(mask))
+        append = self._jit(("append", self.graphdef), functools.partial(_append, self.graphdef), state)
+        return append(params, state, jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32),
+                      jnp.asarray(mask))
 
     def decode_segment(self, params, state: DecodeState, max_steps: int) -> tuple[DecodeState, SegmentOutput]:
         """Sample up to `max_steps` tokens per active slot, stopping each slot at EOS / stop string / budget /
         full cache; returns the new state and the segment's tokens, behaviour log-probs and stop reasons."""
-        if max_steps not in self._decode:
-            fn = functools.partial(_decode_segment, self.graphdef, self.sampling, self.eos_ids, self.pad_id,
-                                   self._num_stop_states, max_steps)
-            extra = None
-            if self.mesh is not None:
-                def extra(s):
-                    b2 = self._spec(("batch", None), (s.active.shape[0], max_steps))
-                    b1 = self._spec(("batch",), s.active.shape)
-                    return SegmentOutput(b2, b2, b1, b1, b1)
-            self._decode[max_steps] = self._jit(fn, state, extra_out=extra)
-        return self._decode[max_steps](params, state, self._stop_table_for(state.logits.shape[-1]))
+        static = (self.graphdef, self.sampling, self.eos_ids, self.pad_id, self._num_stop_states, max_steps)
+        extra = None
+        if self.mesh is not None:
+            def extra(s):
+                b2 = self._spec(("batch", None), (s.active.shape[0], max_steps))
+                b1 = self._spec(("batch",), s.active.shape)
+                return SegmentOutput(b2, b2, b1, b1, b1)
+        decode = self._jit(("decode",) + static, functools.partial(_decode_segment, *static), state, extra)
+        return decode(params, state, self._stop_table_for(state.logits.shape[-1]))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -11,15 +11,6 @@ from rr1_jax.generate.sampler import Sampler, StopReason
 from rr1_jax.generate.sampling import SamplingParams
 from rr1_jax.generate.stops import StopMatcher
 
-_SAMPLERS: dict = {}  # reuse jitted samplers across calls: (graphdef, sampling, id(stop), eos, pad) -> (stop, Sampler)
-
-
-def _sampler(graphdef, sampling, stop, eos_ids, pad_id) -> Sampler:
-    key = (graphdef, sampling, id(stop), tuple(eos_ids), pad_id)
-    if key not in _SAMPLERS or _SAMPLERS[key][0] is not stop:
-        _SAMPLERS[key] = (stop, Sampler(graphdef, sampling, stop=stop, eos_ids=eos_ids, pad_id=pad_id))
-    return _SAMPLERS[key][1]
-
 
 def generate(graphdef: nnx.GraphDef, params, prompts: Sequence[Sequence[int]], max_new_tokens: int,
              sampling: SamplingParams = SamplingParams(greedy=True), stop: Optional[StopMatcher] = None,
@@ -35,7 +26,7 @@ def generate(graphdef: nnx.GraphDef, params, prompts: Sequence[Sequence[int]], m
     longest = max(len(p) for p in prompts)
     width = pick_bucket(longest, prompt_buckets) if prompt_buckets else longest
     tokens, lengths = pad_batch(prompts, width, pad_id, align="left")
-    sampler = _sampler(graphdef, sampling, stop, eos_ids, pad_id)
+    sampler = Sampler(graphdef, sampling, stop=stop, eos_ids=eos_ids, pad_id=pad_id)  # jits are shared
     state = sampler.init_state(config, len(prompts), width + max_new_tokens, seed=seed, turn_budget=max_new_tokens)
     state = sampler.prefill(params, state, tokens, lengths)
     state, out = sampler.decode_segment(params, state, max_new_tokens)
