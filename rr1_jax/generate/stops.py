@@ -7,8 +7,8 @@ the vocabulary and still misses some), we compile the stop strings into an Aho-C
 lift it to tokens: `table[q, t]` is the automaton state after reading token t's bytes from state q, or
 `num_states + k` when stop string k completes somewhere inside those bytes. Each decode step is then one gather
 per slot (`state = table[state, token]`), and a slot stops exactly on the token that completes the string, however
-the string was split. The table is [num_states, V] int16 (19 states for the two default strings: ~1.9 MB for a
-49k vocab, ~4.9 MB for 128k), built with vectorised NumPy in well under a second.
+the string was split. The table is [num_states, V] int16 (17 states for the two default strings: ~1.7 MB for a
+49k vocab, ~4.4 MB for 128k), built with vectorised NumPy in well under a second.
 
 Limits. Matching runs on the concatenation of each token's bytes with special tokens contributing nothing: this
 equals upstream's `decode(..., skip_special_tokens=True)` for byte-level BPE (GPT-2/Llama-3/Qwen2/SmolLM2) tokenizers.
