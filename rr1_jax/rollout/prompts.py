@@ -19,6 +19,7 @@ TEMPLATE_FAMILIES = ("qwen", "llama")
 QUESTION_PLACEHOLDER = "{question}"
 QUERY_PLACEHOLDER = "{query}"
 
+# Upstream's text, verbatim (trailing spaces and the 5-space joins of `\`-continued source lines included).
 _HEAD = (
     "\n"
     "Answer the given question. Every time you receive new information, you must first conduct reasoning inside "
@@ -32,8 +33,8 @@ _AFTER_NAMES = (
     "    + NEVER copy or paste model descriptions into <search>.\n"
     "    + NEVER output the placeholder format <search> LLM-Name:Your-Query </search>. Always replace both parts "
     "correctly. \n"
-    "Before each LLM call, you MUST explicitly reason inside <think> ... </think> about:     + Why external information "
-    "is needed.     + Which model is best suited for answering it, based on the LLMs' abilities (described below). "
+    "Before each LLM call, you MUST explicitly reason inside <think> ... </think> about:     + Why external "
+    "information is needed.     + Which model is best suited for answering it, based on the LLMs' abilities (described below). "
     "\n"
     "When you call an LLM, the response will be returned between <information> and </information>. You must not "
     "limit yourself to repeatedly calling a single LLM (unless its provided information is consistently the most "

@@ -19,7 +19,6 @@ import asyncio
 import collections
 import dataclasses
 import hashlib
-import json
 import math
 import threading
 from typing import Optional, Sequence

@@ -32,7 +32,7 @@ from rr1_jax.generate.buckets import pick_bucket
 from rr1_jax.generate.sampler import StopReason
 from rr1_jax.generate.stops import upstream_cut
 from rr1_jax.rollout.actions import Action, parse_action, resolve_route
-from rr1_jax.rollout.episode import EpisodeInfo, RolloutResult, RolloutTiming, RouteRecord, SlotState
+from rr1_jax.rollout.episode import RolloutResult, RolloutTiming, RouteRecord, SlotState
 from rr1_jax.rollout.pool import Budget, PoolClient, RouteResult
 from rr1_jax.rollout.trajectory import build_trajectories
 

@@ -1,7 +1,6 @@
 """The async pool client against the simulated server (loopback): concurrency, faults, costs, cache, budget, keys."""
 import asyncio
 import collections
-import json
 
 import pytest
 from aiohttp import web

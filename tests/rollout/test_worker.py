@@ -244,3 +244,12 @@ def test_engine_always_routing_model_turn_limit_and_cache(task, tokenizer, tiny,
                                           np.asarray(getattr(traj, field)))
         assert [x.cost for x in other.episodes] == [x.cost for x in result.episodes]
     assert all(r.cached for x in runs[2][0].episodes for r in x.routes)
+
+
+def test_config_and_input_errors_name_the_fix(task, tokenizer):
+    with pytest.raises(ValueError, match="reprefill=True needs mode='sync'"):
+        RolloutConfig(mode="async", reprefill=True)
+    with pytest.raises(ValueError, match="mode"):
+        RolloutConfig(mode="parallel")
+    with pytest.raises(ValueError, match="non-empty prompts"):
+        run_rollout(task, ScriptedPolicy([[[1]]]), tokenizer, [[5], [6]], RolloutConfig())
