@@ -95,15 +95,18 @@ def attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
     return out.reshape(b, t, h, d)
 
 
-def _write_at_offsets(cache: Array, new: Array, offsets: Array) -> Array:
-    """Write new[b] into cache[b] starting at offsets[b]. cache: [B, S, ...], new: [B, T, ...]."""
-    def write_one(c, n, o):
-        return jax.lax.dynamic_update_slice_in_dim(c, n, o, axis=0)
-    return jax.vmap(write_one)(cache, new.astype(cache.dtype), offsets)
+def _slot_indices(offsets: Array, t: int) -> tuple[Array, Array]:
+    """(slot, cache index) pairs [B, T] where each slot's T new tokens go: offsets[b] + 0..T-1."""
+    b = offsets.shape[0]
+    return jnp.broadcast_to(jnp.arange(b)[:, None], (b, t)), offsets[:, None] + jnp.arange(t)[None, :]
 
 
-def _layer(config: ModelConfig, inv_freq, x, p, positions, mask, cache_kv, offsets):
-    """One pre-norm decoder layer. x: [B, T, E]; p: this layer's params; cache_kv: ([B,S,KVH,D]) * 2 or None."""
+def _layer(config: ModelConfig, inv_freq, x, p, positions, mask, cache_kv, offsets, layer):
+    """One pre-norm decoder layer. x: [B, T, E]; p: this layer's params.
+
+    cache_kv: None, or the whole cache `(k, v)` [L, B, S, KVH, D] carried through the layer scan: this layer's
+    new keys/values are scattered in place at `[layer, b, offsets[b] + t]` (out-of-range writes are dropped).
+    """
     dtype = x.dtype
     h = rms_norm(x, p["attn_norm"], config.rms_norm_eps)
     q = jnp.einsum("bte,ehd->bthd", h, p["q_proj"].astype(dtype))  # [B, T, H, D]
@@ -114,10 +117,12 @@ def _layer(config: ModelConfig, inv_freq, x, p, positions, mask, cache_kv, offse
     q = apply_rope(q, positions, inv_freq)
     k = apply_rope(k, positions, inv_freq)
     if cache_kv is not None:
-        k_all = _write_at_offsets(cache_kv[0], k, offsets)  # [B, S, KVH, D]
-        v_all = _write_at_offsets(cache_kv[1], v, offsets)
+        slots, index = _slot_indices(offsets, x.shape[1])  # [B, T] each
+        k_all = cache_kv[0].at[layer, slots, index].set(k.astype(cache_kv[0].dtype), mode="drop")
+        v_all = cache_kv[1].at[layer, slots, index].set(v.astype(cache_kv[1].dtype), mode="drop")
         new_cache_kv = (k_all, v_all)
-        k, v = k_all.astype(dtype), v_all.astype(dtype)
+        k = jax.lax.dynamic_index_in_dim(k_all, layer, 0, keepdims=False).astype(dtype)  # [B, S, KVH, D]
+        v = jax.lax.dynamic_index_in_dim(v_all, layer, 0, keepdims=False).astype(dtype)
     else:
         new_cache_kv = None
     attn = attention(q, k, v, mask)
@@ -206,19 +211,22 @@ class Transformer(nnx.Module):
             offsets, valid = None, None
         else:
             offsets = cache.end  # [B]
-            valid = _write_at_offsets(cache.valid, token_mask, offsets)  # [B, S]
+            slots, index = _slot_indices(offsets, t)
+            valid = cache.valid.at[slots, index].set(token_mask, mode="drop")  # [B, S]
             query_index = offsets[:, None] + jnp.arange(t)[None, :]  # [B, T] cache index of each new token
             key_index = jnp.arange(cache.max_len)
             mask = valid[:, None, :] & (key_index[None, None, :] <= query_index[:, :, None])  # [B, T, S]
 
-        def body(x, xs):
-            p, cache_kv = xs
-            return _layer(c, inv_freq, x, p, positions, mask, cache_kv, offsets)
+        def body(carry, xs):
+            x, cache_kv = carry
+            p, layer = xs
+            return _layer(c, inv_freq, x, p, positions, mask, cache_kv, offsets, layer), None
 
         if c.remat != "none":
             body = jax.checkpoint(body, policy=_REMAT[c.remat], prevent_cse=False)
-        cache_xs = None if cache is None else (cache.k, cache.v)
-        x, new_kv = jax.lax.scan(body, x, (self.layers.stacked(), cache_xs))
+        cache_kv = None if cache is None else (cache.k, cache.v)
+        layers = (self.layers.stacked(), jnp.arange(c.num_layers))
+        (x, new_kv), _ = jax.lax.scan(body, (x, cache_kv), layers)
         x = rms_norm(x, self.final_norm[...], c.rms_norm_eps)
 
         new_cache = None
