@@ -40,7 +40,10 @@ class PPOTrainer:
             self._initial, self.shardings, self.defs = build_train_state(
                 actor, critic, ppo, actor_optim, critic_optim, self.mesh, ref=ref, seed=seed, rules=rules)
         self._copy_state = jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=self.shardings)
-        self._actor_template = nnx.split(actor, nnx.Param)[1]  # logical-axis metadata for decode resharding
+        self._abstract = abstract_train_state(self._initial, self.shardings)
+        # shapes + logical-axis metadata only (no reference to the module's arrays), for actor_state()
+        self._actor_template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                            nnx.split(actor, nnx.Param)[1])
         self.batch_shards = int(np.prod([self.mesh.shape[a] for a in ("data", "fsdp")]))
         defs = self.defs
         self._prepare = jax.jit(functools.partial(prepare_batch, defs=defs, cfg=ppo, num_groups=num_groups))
@@ -55,8 +58,16 @@ class PPOTrainer:
         self._values = jax.jit(functools.partial(_trajectory_values, graphdef=defs.critic, cfg=ppo))
 
     # -------------------------------------------------------------------------------------------- pieces
-    def init_state(self) -> TrainState:
-        """A fresh copy of the initial TrainState (updates donate their input, so each run starts from a copy)."""
+    def init_state(self, copy: bool = True) -> TrainState:
+        """The initial TrainState. Updates donate their input, so by default each call returns a fresh copy;
+        `copy=False` hands over the trainer's own initial state and drops it (no second copy in memory —
+        what a long training run wants), after which init_state() can no longer be called."""
+        if self._initial is None:
+            raise RuntimeError("init_state(copy=False) already handed the initial state over; restore a "
+                               "checkpoint or build a new PPOTrainer")
+        if not copy:
+            state, self._initial = self._initial, None
+            return state
         with jax.set_mesh(self.mesh):
             return self._copy_state(self._initial)
 
@@ -81,11 +92,11 @@ class PPOTrainer:
 
     def abstract_state(self) -> TrainState:
         """Shape/dtype/sharding description of the state on this trainer's mesh (checkpoint restore target)."""
-        return abstract_train_state(self._initial, self.shardings)
+        return self._abstract
 
     def actor_state(self, state: TrainState) -> nnx.State:
         """The actor's params as an nnx.State (with logical-axis metadata), e.g. for the sampler or HF export."""
-        template = jax.tree.map(lambda v: v, self._actor_template)
+        template = jax.tree.map(lambda v: v, self._actor_template)  # a new State object to fill in
         nnx.replace_by_pure_dict(template, state.actor)
         return template
 

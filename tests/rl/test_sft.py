@@ -13,7 +13,6 @@ from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.model.config import ModelConfig
 from rr1_jax.model.transformer import init_model
 from rr1_jax.rl.sft import SFTConfig, demonstration_trajectories, sft_loss, sft_train
-from rr1_jax.rollout.trajectory import Trajectories
 
 VOCAB = ModelConfig.tiny().vocab_size
 

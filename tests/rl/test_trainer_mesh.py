@@ -1,6 +1,5 @@
 """The trainer on 8 fake devices: checkpoint 1x8 fsdp -> restore 2x4 (data x tensor); sharded == single device."""
 import jax
-import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
