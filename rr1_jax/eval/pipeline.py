@@ -1,0 +1,176 @@
+"""One evaluation run from a config (configs/eval_synthetic.py): data, pool, policies, baselines -> report + plot.
+
+Order: load the questions; start the candidate pool (the simulated server for the synthetic task, or a real
+OpenAI-compatible pool); load the policies; evaluate each policy with the routing prompt under every requested
+decoding; run the requested baselines on the base policy (the first one unless `base_policy` is set); write
+`report.json`, `report.md` and `pareto.png`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from typing import Optional
+
+from rr1_jax.data.qa import DataError, QARecord, load_qa_file
+from rr1_jax.data.synthetic import SyntheticConfig, SyntheticTask, make_synthetic_task
+from rr1_jax.data.synthetic_candidates import default_candidates
+from rr1_jax.data.synthetic_routing import routing_reference
+from rr1_jax.eval.baselines import (COT_TEMPLATE, DIRECT_TEMPLATE, compact_routing_template, oracle_result,
+                                    query_candidates, single_candidate_results)
+from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator, load_policy
+from rr1_jax.eval.knn_router import knn_result
+from rr1_jax.eval.plots import pareto_plot, points_from_methods
+from rr1_jax.eval.report import GREEDY, SAMPLED, EvalReport, MethodResult
+from rr1_jax.rollout.candidates import ROUTER_R1_POOL, ROUTER_R1_TRAIN_NAMES, CandidatePool
+from rr1_jax.rollout.pool import PoolClient, PoolConfig
+from rr1_jax.rollout.prompts import render_prompt, template_family_for_model, template_for_pool
+from rr1_jax.rollout.simulated_pool import SimulatedPoolConfig, SimulatedPoolServer, simulated_candidate_pool
+
+BASELINES = ("direct", "cot", "prompt_llm", "single", "oracle", "knn")
+DECODING_NAMES = {"greedy": GREEDY, "sampled": SAMPLED}
+PROMPTS = ("upstream", "compact")
+
+
+def _split_list(value: str) -> list[str]:
+    return [v.strip() for v in str(value or "").split(",") if v.strip()]
+
+
+def _limit(records: list, n: int) -> list:
+    return records[:n] if n and n > 0 else records
+
+
+def load_questions(config) -> tuple[list[QARecord], list[QARecord], Optional[SyntheticTask]]:
+    """(test, train, synthetic task or None) as the config asks."""
+    if config.dataset == "synthetic":
+        s = config.synthetic
+        task = make_synthetic_task(SyntheticConfig(seed=s.seed, num_train=s.num_train, num_test=s.num_test))
+        return _limit(task.test, config.num_questions), _limit(task.train, config.num_train), task
+    if not os.path.isfile(config.dataset):
+        raise DataError(f"--dataset={config.dataset!r}: no such file; pass 'synthetic' or a .jsonl/.parquet file")
+    source = config.data_source or None
+    test = _limit(load_qa_file(config.dataset, source), config.num_questions)
+    train = _limit(load_qa_file(config.train_dataset, source), config.num_train) if config.train_dataset else []
+    return test, train, None
+
+
+def _open_pool(config, task: Optional[SyntheticTask], stack: contextlib.ExitStack) -> tuple[CandidatePool, PoolConfig]:
+    p = config.pool
+    cache = p.cache_path or None
+    if p.kind == "simulated":
+        if task is None:
+            raise ValueError("pool.kind='simulated' only knows the synthetic task; for a question file use "
+                             "pool.kind='router_r1' or a JSON file of candidates")
+        server = SimulatedPoolServer(task.table, config=SimulatedPoolConfig(seed=p.simulated_seed,
+                                                                            latency_scale=p.latency_scale))
+        url = stack.enter_context(server)
+        return simulated_candidate_pool(url), PoolConfig(require_keys=False, cache_path=cache,
+                                                         max_concurrency=p.max_concurrency)
+    if p.kind == "router_r1":
+        pool = CandidatePool(ROUTER_R1_POOL.resolve(n, "exact") for n in ROUTER_R1_TRAIN_NAMES)
+    elif str(p.kind).endswith(".json") and os.path.isfile(p.kind):
+        with open(p.kind) as f:
+            pool = CandidatePool.from_config(json.load(f))
+    else:
+        raise ValueError(f"pool.kind={p.kind!r}: use 'simulated', 'router_r1' or the path of a JSON file with a "
+                         f"list of candidate dicts")
+    return pool, PoolConfig(cache_path=cache, max_concurrency=p.max_concurrency)
+
+
+def _routing_template(config, pool: CandidatePool, policy: LoadedPolicy) -> str:
+    if config.prompt not in PROMPTS:
+        raise ValueError(f"prompt={config.prompt!r}: choose one of {PROMPTS}")
+    if config.prompt == "compact":
+        return compact_routing_template(pool)
+    family = config.template_family
+    if family == "auto":
+        family = template_family_for_model(policy.source)
+    return template_for_pool(pool, family=family)
+
+
+def _checked(config) -> tuple[list[str], list[str], list[str]]:
+    policies, baselines = _split_list(config.policy), _split_list(config.baselines)
+    decodings = _split_list(config.decoding)
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+    bad = [d for d in decodings if d not in DECODING_NAMES]
+    if bad or not decodings:
+        raise ValueError(f"decoding={config.decoding!r}: a comma list of {list(DECODING_NAMES)}")
+    if not policies:
+        raise ValueError("no policy given: pass --policy=tiny, bundled:smollm2, an HF directory or a .gguf")
+    if config.sampled_seeds < 1:
+        raise ValueError(f"sampled_seeds={config.sampled_seeds} must be >= 1")
+    return policies, baselines, [DECODING_NAMES[d] for d in decodings]
+
+
+def run_evaluation(config) -> EvalReport:
+    """Evaluates the configured policies and baselines; returns the report (nothing written)."""
+    specs, baselines, decodings = _checked(config)
+    test, train, task = load_questions(config)
+    if not test:
+        raise DataError(f"{config.dataset}: no questions to evaluate")
+    with contextlib.ExitStack() as stack:
+        pool, pool_config = _open_pool(config, task, stack)
+        policies = [load_policy(s, config.tokenizer, config.seed, config.dtype) for s in specs]
+        templates = [_routing_template(config, pool, p) for p in policies]
+        longest = max(len(render_prompt(p.tokenizer, r.question, t)) for p, routing in zip(policies, templates)
+                      for t in (routing, DIRECT_TEMPLATE, COT_TEMPLATE) for r in test)
+        g = config.generation
+        settings = GenerationSettings(num_slots=g.num_slots, max_turns=g.max_turns, max_turn_tokens=g.max_turn_tokens,
+                                      max_obs_length=g.max_obs_length, segment_steps=g.segment_steps,
+                                      max_prompt_tokens=longest)
+        methods = asyncio.run(_evaluate(config, pool, pool_config, policies, templates, settings, baselines,
+                                        decodings, test, train))
+    meta = {"dataset": config.dataset, "policy": ", ".join(p.label for p in policies),
+            "pool": list(pool.names), "questions": len(test), "max_turns": settings.max_turns,
+            "max_turn_tokens": settings.max_turn_tokens, "alpha": config.alpha, "prompt": config.prompt,
+            "config": config.to_dict()}
+    if task is not None:
+        reference = routing_reference(test, default_candidates(), task.table, config.pool.simulated_seed)
+        meta["routing_reference"] = {"oracle": {"em": reference.oracle.em, "cost": reference.oracle.cost},
+                                     "best_single": {"name": reference.best_single.name,
+                                                     "em": reference.best_single.em,
+                                                     "cost": reference.best_single.cost}}
+    return EvalReport(methods, meta)
+
+
+async def _evaluate(config, pool, pool_config, policies, templates, settings, baselines, decodings, test, train
+                    ) -> list[MethodResult]:
+    seeds = {GREEDY: [config.seed], SAMPLED: [config.seed + i for i in range(config.sampled_seeds)]}
+    methods: list[MethodResult] = []
+    async with PoolClient(pool, pool_config) as client:
+        evaluators = [PolicyEvaluator(p, settings) for p in policies]
+        base = evaluators[0]
+        for evaluator, template in zip(evaluators, templates):
+            for decoding in decodings:
+                methods.append(await evaluator.run(client, test, template, decoding, seeds[decoding],
+                                                   f"policy: {evaluator.policy.label}", alpha=config.alpha))
+        for decoding in decodings:
+            if "prompt_llm" in baselines:  # the base policy with the routing prompt: its policy row, renamed
+                row = next(m for m in methods if m.decoding == decoding)
+                methods.append(row.renamed(f"Prompt LLM ({base.policy.label})", "baseline"))
+            for name, template in (("direct", DIRECT_TEMPLATE), ("cot", COT_TEMPLATE)):
+                if name in baselines:
+                    label = {"direct": "Direct", "cot": "CoT"}[name]
+                    methods.append(await base.run(client, test, template, decoding, seeds[decoding],
+                                                  f"{label} ({base.policy.label})", kind="baseline", max_turns=0,
+                                                  alpha=config.alpha))
+        if "single" in baselines or "oracle" in baselines:
+            replies = await query_candidates(client, test)
+            if "single" in baselines:
+                methods += single_candidate_results(test, replies, pool)
+            if "oracle" in baselines:
+                methods.append(oracle_result(test, replies, pool))
+        if "knn" in baselines:
+            methods.append(await knn_result(base.policy, client, train, test, config.knn_k))
+    return methods
+
+
+def write_outputs(report: EvalReport, out_dir: str) -> dict[str, str]:
+    """Writes report.json, report.md and pareto.png into `out_dir`; returns their paths by kind."""
+    json_path, md_path = report.write(out_dir)
+    png = pareto_plot(points_from_methods(report.methods), os.path.join(out_dir, "pareto.png"),
+                      title=f"EM vs cost — {report.meta.get('dataset', '')}")
+    return {"json": json_path, "markdown": md_path, "plot": png}

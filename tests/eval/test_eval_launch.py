@@ -1,0 +1,122 @@
+"""launch/eval.py end to end on the synthetic task: the tiny random policy and SmolLM2, baselines as rows."""
+import functools
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+from rr1_jax.data.qa import DataError
+from tests.eval.conftest import small_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@functools.lru_cache(maxsize=None)
+def launch_module():
+    """launch/eval.py, imported once (it defines absl flags)."""
+    spec = importlib.util.spec_from_file_location("launch_eval", os.path.join(ROOT, "launch", "eval.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_outputs(paths):
+    with open(paths["plot"], "rb") as f:
+        assert f.read(8) == PNG
+    with open(paths["json"]) as f:
+        report = json.load(f)
+    with open(paths["markdown"]) as f:
+        markdown = f.read()
+    rows = {(m["name"], m["decoding"]): m for m in report["methods"]}
+    return report, rows, markdown
+
+
+def check_candidate_baselines(report, rows, markdown, k):
+    reference = report["meta"]["routing_reference"]
+    oracle = rows["oracle router", "candidates"]["summary"]["overall"]
+    assert oracle["em"]["mean"] == pytest.approx(reference["oracle"]["em"])
+    assert oracle["cost"]["mean"] == pytest.approx(reference["oracle"]["cost"])
+    best = rows[f"single: {reference['best_single']['name']}" + (
+        " (largest)" if reference["best_single"]["name"] == "Mixtral-8x22B-Instruct" else ""), "candidates"]
+    assert best["summary"]["overall"]["em"]["mean"] == pytest.approx(reference["best_single"]["em"])
+    knn = rows[f"KNN router (k={k})", "candidates"]["summary"]["overall"]
+    assert knn["calls"]["mean"] == 1.0 and 0.0 <= knn["em"]["mean"] <= oracle["em"]["mean"]
+    assert "| oracle router | candidates | 1 | 6 |" in markdown
+
+
+def test_tiny_policy_synthetic_report_and_plot(tmp_path, byte_tokenizer_dir, capsys, monkeypatch):
+    """Through the command line: flags and `--config.*` overrides (the values of `small_config`)."""
+    from absl import flags
+
+    out = tmp_path / "out"
+    overrides = ["synthetic.num_train=16", "synthetic.num_test=8", "num_questions=6", "num_train=12",
+                 "prompt=compact", "generation.max_turns=1", "generation.max_turn_tokens=8",
+                 "generation.max_obs_length=64", "generation.segment_steps=8", "sampled_seeds=2", "knn_k=3",
+                 f"tokenizer={byte_tokenizer_dir}"]
+    module = launch_module()
+    argv = (["eval", f"--config={ROOT}/configs/eval_synthetic.py", "--policy=tiny", "--dataset=synthetic",
+             "--baselines=direct,cot,prompt_llm,single,oracle,knn", f"--out={out}"]
+            + [f"--config.{o}" for o in overrides])
+    monkeypatch.setattr(sys, "argv", argv)  # config_flags reads the `--config.*` overrides from sys.argv
+    flags.FLAGS(argv)
+    module.main(["eval"])
+    paths = {"json": str(out / "report.json"), "markdown": str(out / "report.md"), "plot": str(out / "pareto.png")}
+    report, rows, markdown = read_outputs(paths)
+    assert markdown in capsys.readouterr().out
+    assert report["meta"]["questions"] == 6 and report["meta"]["policy"] == "tiny"
+    names = {name for name, _ in rows}
+    assert {"policy: tiny", "Prompt LLM (tiny)", "Direct (tiny)", "CoT (tiny)", "oracle router",
+            "KNN router (k=3)"} <= names and sum(n.startswith("single: ") for n in names) == 6
+    for name in ("policy: tiny", "Direct (tiny)", "CoT (tiny)"):
+        greedy, sampled = rows[name, "greedy"], rows[name, "sampled T=1 top-p 0.95"]
+        assert greedy["seeds"] == [0] and sampled["seeds"] == [0, 1]
+        assert len(sampled["episodes"]) == 2 and all(len(run) == 6 for run in sampled["episodes"])
+        assert set(greedy["summary"]) >= {"overall", "synthetic_capital", "synthetic_multihop"}
+        assert greedy["summary"]["overall"]["format"] is not None
+    # a random policy emits random bytes: the two sampled seeds differ, and it never answers correctly
+    texts = [[e["answer"] for e in run] for run in rows["policy: tiny", "greedy"]["episodes"]]
+    assert rows["policy: tiny", "greedy"]["summary"]["overall"]["em"]["mean"] == 0.0 and texts
+    assert rows["Direct (tiny)", "greedy"]["summary"]["overall"]["calls"]["mean"] == 0.0  # max_turns=0: no routing
+    check_candidate_baselines(report, rows, markdown, k=3)
+    assert "| policy: tiny | greedy | 1 | 6 |" in markdown and "| CoT (tiny) | sampled T=1 top-p 0.95 | 2 | 6 |" in markdown
+
+
+@pytest.mark.slow
+def test_smollm2_synthetic_report_and_plot(tmp_path):
+    config = small_config(str(tmp_path / "out"), "bundled:smollm2")
+    config.decoding, config.baselines = "greedy", "direct,prompt_llm,single,oracle,knn"
+    config.num_questions, config.generation.num_slots = 6, 8
+    paths = launch_module().evaluate_and_write(config)
+    report, rows, markdown = read_outputs(paths)
+    assert report["meta"]["policy"] == "bundled:smollm2"
+    policy = rows["policy: bundled:smollm2", "greedy"]
+    assert rows["Prompt LLM (bundled:smollm2)", "greedy"]["summary"] == policy["summary"]
+    assert ("Direct (bundled:smollm2)", "greedy") in rows and ("CoT (bundled:smollm2)", "greedy") not in rows
+    assert all(len(e["answer"] or "") < 200 for e in policy["episodes"][0])
+    check_candidate_baselines(report, rows, markdown, k=3)
+
+
+def test_user_errors_name_the_problem(tmp_path, byte_tokenizer_dir):
+    from rr1_jax.eval.pipeline import run_evaluation
+
+    config = small_config(str(tmp_path / "out"), "tiny", byte_tokenizer_dir)
+    config.baselines = "direct,best_guess"
+    with pytest.raises(ValueError, match=r"unknown baseline\(s\) \['best_guess'\]"):
+        run_evaluation(config)
+    config.baselines, config.decoding = "direct", "beam"
+    with pytest.raises(ValueError, match="decoding='beam'"):
+        run_evaluation(config)
+    config.decoding, config.dataset = "greedy", str(tmp_path / "missing.jsonl")
+    with pytest.raises(DataError, match="no such file"):
+        run_evaluation(config)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"id": "1", "question": "Who?", "golden_answers": ["me"]}\n')
+    config.dataset, config.data_source = str(questions), "nq"
+    with pytest.raises(ValueError, match="only knows the synthetic task"):
+        run_evaluation(config)
+    config.dataset, config.policy = "synthetic", str(tmp_path)
+    with pytest.raises(ValueError, match="not an HF model directory"):
+        run_evaluation(config)
