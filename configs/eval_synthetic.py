@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Policies: comma-separated specs (HF dir, .gguf, bundled:smollm2, tiny). Each is evaluated with the routing
     # prompt ("policy" rows; e.g. one per α of a sweep); the first one also runs the policy baselines.
     c.policy = "bundled:smollm2"
+    c.base_policy = ""  # the untrained policy of the Direct/CoT/Prompt LLM/KNN baselines (default: the first)
     c.tokenizer = ""  # default: the policy's own (tiny: the bundled SmolLM2 tokenizer)
     c.dtype = "float32"
 
@@ -44,4 +45,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.alpha = 0.0  # cost coefficient of the reported reward
     c.baselines = "direct,cot,prompt_llm,single,oracle,knn"
     c.knn_k = 5
+    c.compare_reports = ""  # comma list of earlier report.json files whose policy rows join the Pareto plot
     return c

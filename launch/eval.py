@@ -28,10 +28,12 @@ _OUT = flags.DEFINE_string("out", None, "output directory")
 
 def evaluate_and_write(config) -> dict:
     """Runs the evaluation the config describes and writes its outputs under `config.out`; returns their paths."""
-    from rr1_jax.eval.pipeline import run_evaluation, write_outputs
+    from rr1_jax.eval.pipeline import compare_points, run_evaluation, write_outputs
 
+    compare = [p.strip() for p in config.compare_reports.split(",") if p.strip()]
+    compare_points(compare)  # fail on a bad path before the evaluation, not after it
     report = run_evaluation(config)
-    return write_outputs(report, config.out)
+    return write_outputs(report, config.out, compare)
 
 
 def main(argv):

@@ -3,7 +3,8 @@
 Order: load the questions; start the candidate pool (the simulated server for the synthetic task, or a real
 OpenAI-compatible pool); load the policies; evaluate each policy with the routing prompt under every requested
 decoding; run the requested baselines on the base policy (the first one unless `base_policy` is set); write
-`report.json`, `report.md` and `pareto.png`.
+`report.json`, `report.md` and `pareto.png` (plus the policy rows of `compare_reports`, e.g. an α sweep run
+as separate jobs).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 from rr1_jax.data.qa import DataError, QARecord, load_qa_file
 from rr1_jax.data.synthetic import SyntheticConfig, SyntheticTask, make_synthetic_task
@@ -21,7 +22,7 @@ from rr1_jax.eval.baselines import (COT_TEMPLATE, DIRECT_TEMPLATE, compact_routi
                                     query_candidates, single_candidate_results)
 from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator, load_policy
 from rr1_jax.eval.knn_router import knn_result
-from rr1_jax.eval.plots import pareto_plot, points_from_methods
+from rr1_jax.eval.plots import ParetoPoint, pareto_plot, points_from_methods
 from rr1_jax.eval.report import GREEDY, SAMPLED, EvalReport, MethodResult
 from rr1_jax.rollout.candidates import ROUTER_R1_POOL, ROUTER_R1_TRAIN_NAMES, CandidatePool
 from rr1_jax.rollout.pool import PoolClient, PoolConfig
@@ -89,7 +90,7 @@ def _routing_template(config, pool: CandidatePool, policy: LoadedPolicy) -> str:
     return template_for_pool(pool, family=family)
 
 
-def _checked(config) -> tuple[list[str], list[str], list[str]]:
+def _checked(config, need_policy: bool = True) -> tuple[list[str], list[str], list[str]]:
     policies, baselines = _split_list(config.policy), _split_list(config.baselines)
     decodings = _split_list(config.decoding)
     unknown = [b for b in baselines if b not in BASELINES]
@@ -98,22 +99,33 @@ def _checked(config) -> tuple[list[str], list[str], list[str]]:
     bad = [d for d in decodings if d not in DECODING_NAMES]
     if bad or not decodings:
         raise ValueError(f"decoding={config.decoding!r}: a comma list of {list(DECODING_NAMES)}")
-    if not policies:
+    if need_policy and not policies:
         raise ValueError("no policy given: pass --policy=tiny, bundled:smollm2, an HF directory or a .gguf")
     if config.sampled_seeds < 1:
         raise ValueError(f"sampled_seeds={config.sampled_seeds} must be >= 1")
     return policies, baselines, [DECODING_NAMES[d] for d in decodings]
 
 
-def run_evaluation(config) -> EvalReport:
-    """Evaluates the configured policies and baselines; returns the report (nothing written)."""
-    specs, baselines, decodings = _checked(config)
+def run_evaluation(config, policies: Optional[Sequence[LoadedPolicy]] = None,
+                   base: Optional[LoadedPolicy] = None) -> EvalReport:
+    """Evaluates the configured policies and baselines; returns the report (nothing written).
+
+    `policies` (e.g. params in memory during training) replace `config.policy`; `base` — the untrained policy
+    the Direct / CoT / Prompt LLM / KNN baselines use — replaces `config.base_policy` (default: the first policy).
+    """
+    specs, baselines, decodings = _checked(config, need_policy=policies is None)
     test, train, task = load_questions(config)
     if not test:
         raise DataError(f"{config.dataset}: no questions to evaluate")
     with contextlib.ExitStack() as stack:
         pool, pool_config = _open_pool(config, task, stack)
-        policies = [load_policy(s, config.tokenizer, config.seed, config.dtype) for s in specs]
+        if policies is None:
+            policies = [load_policy(s, config.tokenizer, config.seed, config.dtype) for s in specs]
+        policies = list(policies)
+        if base is None and config.base_policy:
+            base = load_policy(config.base_policy, config.tokenizer, config.seed, config.dtype)
+        if base is not None:
+            policies.append(base)  # evaluated last, under the baselines' names only
         templates = [_routing_template(config, pool, p) for p in policies]
         longest = max(len(render_prompt(p.tokenizer, r.question, t)) for p, routing in zip(policies, templates)
                       for t in (routing, DIRECT_TEMPLATE, COT_TEMPLATE) for r in test)
@@ -122,8 +134,10 @@ def run_evaluation(config) -> EvalReport:
                                       max_obs_length=g.max_obs_length, segment_steps=g.segment_steps,
                                       max_prompt_tokens=longest)
         methods = asyncio.run(_evaluate(config, pool, pool_config, policies, templates, settings, baselines,
-                                        decodings, test, train))
-    meta = {"dataset": config.dataset, "policy": ", ".join(p.label for p in policies),
+                                        decodings, test, train, separate_base=base is not None))
+    evaluated = policies[:-1] if base is not None else policies
+    meta = {"dataset": config.dataset, "policy": ", ".join(p.label for p in evaluated),
+            "base_policy": (base or policies[0]).label,
             "pool": list(pool.names), "questions": len(test), "max_turns": settings.max_turns,
             "max_turn_tokens": settings.max_turn_tokens, "alpha": config.alpha, "prompt": config.prompt,
             "config": config.to_dict()}
@@ -136,21 +150,26 @@ def run_evaluation(config) -> EvalReport:
     return EvalReport(methods, meta)
 
 
-async def _evaluate(config, pool, pool_config, policies, templates, settings, baselines, decodings, test, train
-                    ) -> list[MethodResult]:
+async def _evaluate(config, pool, pool_config, policies, templates, settings, baselines, decodings, test, train,
+                    separate_base: bool) -> list[MethodResult]:
     seeds = {GREEDY: [config.seed], SAMPLED: [config.seed + i for i in range(config.sampled_seeds)]}
     methods: list[MethodResult] = []
     async with PoolClient(pool, pool_config) as client:
         evaluators = [PolicyEvaluator(p, settings) for p in policies]
-        base = evaluators[0]
-        for evaluator, template in zip(evaluators, templates):
+        base, base_template = (evaluators[-1], templates[-1]) if separate_base else (evaluators[0], templates[0])
+        for evaluator, template in zip(evaluators[:-1] if separate_base else evaluators, templates):
             for decoding in decodings:
                 methods.append(await evaluator.run(client, test, template, decoding, seeds[decoding],
                                                    f"policy: {evaluator.policy.label}", alpha=config.alpha))
         for decoding in decodings:
-            if "prompt_llm" in baselines:  # the base policy with the routing prompt: its policy row, renamed
-                row = next(m for m in methods if m.decoding == decoding)
-                methods.append(row.renamed(f"Prompt LLM ({base.policy.label})", "baseline"))
+            if "prompt_llm" in baselines:  # the base policy with the routing prompt
+                name = f"Prompt LLM ({base.policy.label})"
+                if separate_base:
+                    methods.append(await base.run(client, test, base_template, decoding, seeds[decoding], name,
+                                                  kind="baseline", alpha=config.alpha))
+                else:  # the first policy's own row, renamed
+                    row = next(m for m in methods if m.decoding == decoding)
+                    methods.append(row.renamed(name, "baseline"))
             for name, template in (("direct", DIRECT_TEMPLATE), ("cot", COT_TEMPLATE)):
                 if name in baselines:
                     label = {"direct": "Direct", "cot": "CoT"}[name]
@@ -168,9 +187,29 @@ async def _evaluate(config, pool, pool_config, policies, templates, settings, ba
     return methods
 
 
-def write_outputs(report: EvalReport, out_dir: str) -> dict[str, str]:
-    """Writes report.json, report.md and pareto.png into `out_dir`; returns their paths by kind."""
+def compare_points(report_paths: Sequence[str]) -> list[ParetoPoint]:
+    """Pareto points of the policy rows of earlier report.json files (e.g. the other runs of an α sweep),
+    labelled with their directory."""
+    points = []
+    for path in report_paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"compare_reports: {path!r} is not a file; pass report.json paths of earlier runs")
+        with open(path) as f:
+            methods = json.load(f).get("methods", [])
+        run = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        for m in methods:
+            overall = m["summary"]["overall"]
+            if m.get("kind") == "policy" and overall.get("em") and overall.get("cost"):
+                points.append(ParetoPoint(f"{m['name']} [{m['decoding']}] ({run})", overall["cost"]["mean"],
+                                          overall["em"]["mean"], "policy"))
+    return points
+
+
+def write_outputs(report: EvalReport, out_dir: str, compare_reports: Sequence[str] = ()) -> dict[str, str]:
+    """Writes report.json, report.md and pareto.png (this report's rows plus the policy rows of
+    `compare_reports`) into `out_dir`; returns their paths by kind."""
+    extra = compare_points(compare_reports)
     json_path, md_path = report.write(out_dir)
-    png = pareto_plot(points_from_methods(report.methods), os.path.join(out_dir, "pareto.png"),
+    png = pareto_plot(points_from_methods(report.methods) + extra, os.path.join(out_dir, "pareto.png"),
                       title=f"EM vs cost — {report.meta.get('dataset', '')}")
     return {"json": json_path, "markdown": md_path, "plot": png}

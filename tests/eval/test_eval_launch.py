@@ -34,7 +34,7 @@ def read_outputs(paths):
     return report, rows, markdown
 
 
-def check_candidate_baselines(report, rows, markdown, k):
+def check_candidate_baselines(report, rows, markdown, k, n=6):
     reference = report["meta"]["routing_reference"]
     oracle = rows["oracle router", "candidates"]["summary"]["overall"]
     assert oracle["em"]["mean"] == pytest.approx(reference["oracle"]["em"])
@@ -44,7 +44,7 @@ def check_candidate_baselines(report, rows, markdown, k):
     assert best["summary"]["overall"]["em"]["mean"] == pytest.approx(reference["best_single"]["em"])
     knn = rows[f"KNN router (k={k})", "candidates"]["summary"]["overall"]
     assert knn["calls"]["mean"] == 1.0 and 0.0 <= knn["em"]["mean"] <= oracle["em"]["mean"]
-    assert "| oracle router | candidates | 1 | 6 |" in markdown
+    assert f"| oracle router | candidates | 1 | {n} |" in markdown
 
 
 def test_tiny_policy_synthetic_report_and_plot(tmp_path, byte_tokenizer_dir, capsys, monkeypatch):
@@ -88,15 +88,15 @@ def test_tiny_policy_synthetic_report_and_plot(tmp_path, byte_tokenizer_dir, cap
 def test_smollm2_synthetic_report_and_plot(tmp_path):
     config = small_config(str(tmp_path / "out"), "bundled:smollm2")
     config.decoding, config.baselines = "greedy", "direct,prompt_llm,single,oracle,knn"
-    config.num_questions, config.generation.num_slots = 6, 8
+    config.num_questions, config.num_train, config.generation.num_slots = 4, 6, 4
     paths = launch_module().evaluate_and_write(config)
     report, rows, markdown = read_outputs(paths)
     assert report["meta"]["policy"] == "bundled:smollm2"
     policy = rows["policy: bundled:smollm2", "greedy"]
     assert rows["Prompt LLM (bundled:smollm2)", "greedy"]["summary"] == policy["summary"]
     assert ("Direct (bundled:smollm2)", "greedy") in rows and ("CoT (bundled:smollm2)", "greedy") not in rows
-    assert all(len(e["answer"] or "") < 200 for e in policy["episodes"][0])
-    check_candidate_baselines(report, rows, markdown, k=3)
+    assert len(policy["episodes"][0]) == 4
+    check_candidate_baselines(report, rows, markdown, k=3, n=4)
 
 
 def test_user_errors_name_the_problem(tmp_path, byte_tokenizer_dir):
@@ -120,3 +120,46 @@ def test_user_errors_name_the_problem(tmp_path, byte_tokenizer_dir):
     config.dataset, config.policy = "synthetic", str(tmp_path)
     with pytest.raises(ValueError, match="not an HF model directory"):
         run_evaluation(config)
+
+
+def test_in_memory_routing_policy_calls_and_cost_reach_the_report(tmp_path):
+    """A policy whose every generation is one macro token `<think>…</think><search> Qwen…: <question> </search>`
+    (all-equal logits, greedy): the real rollout routes each question `max_turns` times through the simulated
+    pool, and the report counts those calls and their cost; `base` runs the baselines separately."""
+    import jax
+    import jax.numpy as jnp
+
+    from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task
+    from rr1_jax.data.synthetic_candidates import default_candidates, find_candidate, simulated_reply
+    from rr1_jax.eval.evaluate import LoadedPolicy, random_params
+    from rr1_jax.eval.pipeline import compare_points, run_evaluation, write_outputs
+    from rr1_jax.model.config import ModelConfig
+    from tests.eval.conftest import byte_tokenizer
+
+    config = small_config(str(tmp_path / "out"))
+    config.decoding, config.baselines, config.num_questions, config.generation.max_turns = "greedy", "prompt_llm", 4, 2
+    table = make_synthetic_task(SyntheticConfig(seed=0, num_train=16, num_test=8)).table
+    query = f"What is the capital of {sorted(table.capital_of)[0]}?"
+    tokenizer = byte_tokenizer([f"<think>ask</think><search> Qwen2.5-7B-Instruct: {query} </search>"])
+    model_config = ModelConfig.tiny(vocab_size=len(tokenizer))
+    graphdef, params = random_params(model_config, seed=0)
+    router = jax.tree.map(lambda x: x, params)
+    router["final_norm"] = jax.tree.map(jnp.zeros_like, params["final_norm"])  # all logits 0 -> id 0
+    policies = [LoadedPolicy("router", graphdef, router, model_config, tokenizer, "tiny")]
+    base = LoadedPolicy("random", graphdef, params, model_config, tokenizer, "tiny")
+    report = run_evaluation(config, policies=policies, base=base)
+    row = report.method("policy: router")
+    overall = row.summary["overall"]
+    reply_cost = simulated_reply(find_candidate(default_candidates(), "Qwen2.5-7B-Instruct"), query, table).cost
+    assert overall["calls"]["mean"] == 2.0 and overall["calls/Qwen2.5-7B-Instruct"]["mean"] == 2.0
+    assert overall["cost"]["mean"] == pytest.approx(2 * reply_cost) and reply_cost > 0
+    assert overall["route_cnt"]["mean"] == 3.0  # the third, unanswered route is well-formed too
+    assert overall["format"]["mean"] == 0.0 and overall["em"]["mean"] == 0.0  # never answers
+    assert report.meta["policy"] == "router" and report.meta["base_policy"] == "random"
+    prompt_llm = report.method("Prompt LLM (random)").summary["overall"]
+    assert prompt_llm["calls"]["mean"] == 0.0  # the random base policy was run separately and never routes
+    paths = write_outputs(report, str(tmp_path / "out"), compare_reports=[])
+    assert [p.label for p in compare_points([paths["json"]])] == ["policy: router [greedy] (out)"]
+    sweep = write_outputs(report, str(tmp_path / "sweep"), compare_reports=[paths["json"]])
+    with open(sweep["plot"], "rb") as f:
+        assert f.read(8) == PNG
