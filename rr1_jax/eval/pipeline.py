@@ -22,7 +22,7 @@ from rr1_jax.eval.baselines import (COT_TEMPLATE, DIRECT_TEMPLATE, compact_routi
                                     query_candidates, single_candidate_results)
 from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator, load_policy
 from rr1_jax.eval.knn_router import knn_result
-from rr1_jax.eval.plots import ParetoPoint, pareto_plot, points_from_methods
+from rr1_jax.eval.plots import ParetoPoint, pareto_plot, point_label, points_from_methods
 from rr1_jax.eval.report import GREEDY, SAMPLED, EvalReport, MethodResult
 from rr1_jax.rollout.candidates import ROUTER_R1_POOL, ROUTER_R1_TRAIN_NAMES, CandidatePool
 from rr1_jax.rollout.pool import PoolClient, PoolConfig
@@ -122,6 +122,8 @@ def run_evaluation(config, policies: Optional[Sequence[LoadedPolicy]] = None,
         if policies is None:
             policies = [load_policy(s, config.tokenizer, config.seed, config.dtype) for s in specs]
         policies = list(policies)
+        if not policies and base is None:
+            raise ValueError("no policy to evaluate: pass at least one policy (or a base policy for the baselines)")
         if base is None and config.base_policy:
             base = load_policy(config.base_policy, config.tokenizer, config.seed, config.dtype)
         if base is not None:
@@ -200,7 +202,7 @@ def compare_points(report_paths: Sequence[str]) -> list[ParetoPoint]:
         for m in methods:
             overall = m["summary"]["overall"]
             if m.get("kind") == "policy" and overall.get("em") and overall.get("cost"):
-                points.append(ParetoPoint(f"{m['name']} [{m['decoding']}] ({run})", overall["cost"]["mean"],
+                points.append(ParetoPoint(f"{point_label(m['name'], m['decoding'])} ({run})", overall["cost"]["mean"],
                                           overall["em"]["mean"], "policy"))
     return points
 
