@@ -59,6 +59,8 @@ class EpisodeInfo:
 class RolloutTiming:
     wall_s: float = 0.0
     device_s: float = 0.0  # time in prefill / decode / append calls
+    append_s: float = 0.0  # of which appending observations (or re-prefilling contexts)
+    appends: int = 0
     exposed_wait_s: float = 0.0  # time the host waited on calls with nothing to decode
     call_busy_s: float = 0.0  # time with at least one call in flight
     segments: int = 0

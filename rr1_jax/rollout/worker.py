@@ -44,6 +44,9 @@ class RolloutConfig:
     max_turns: int = 4  # generations that may route; one more final generation follows
     max_obs_length: int = 600  # observation tokens kept (head)
     segment_steps: int = 64  # decode steps per jitted segment (async: how often replies can be inserted)
+    resume_min_ready: int = 1  # async: append once this many replies wait (or nothing else can decode); an
+    # append costs a [slots, obs bucket] forward however few slots it serves, so batching pays on compute-bound
+    # backends (CPU) and 1 is best where decode is memory-bound (accelerators)
     mode: str = "async"
     reprefill: bool = False  # sync only: re-prefill whole contexts each turn instead of appending
     split: str = "first"  # route parsing: "first" colon, or "upstream" (see actions.py)
@@ -59,8 +62,9 @@ class RolloutConfig:
             raise ValueError(f"RolloutConfig.mode={self.mode!r}: choose one of {MODES}")
         if self.reprefill and self.mode != "sync":
             raise ValueError("RolloutConfig.reprefill=True needs mode='sync' (re-prefill restarts every slot)")
-        if self.max_turns < 0 or self.max_obs_length < 0 or self.segment_steps <= 0:
-            raise ValueError("RolloutConfig: max_turns and max_obs_length must be >= 0, segment_steps > 0")
+        if self.max_turns < 0 or self.max_obs_length < 0 or self.segment_steps <= 0 or self.resume_min_ready < 1:
+            raise ValueError("RolloutConfig: max_turns and max_obs_length must be >= 0, segment_steps and "
+                             "resume_min_ready > 0")
 
 
 class RolloutWorker:
@@ -97,7 +101,8 @@ class RolloutWorker:
         while True:
             # multi-host: agree on the set of slots to resume and on "any slot decodable" before these calls
             ready = {b: s.pending_obs for b, s in enumerate(self._slots) if s.status == "ready"}
-            if ready:
+            decodable = any(s.status == "decoding" for s in self._slots)
+            if ready and (len(ready) >= self.config.resume_min_ready or not decodable):
                 await self._resume(ready)
             if any(s.status == "decoding" for s in self._slots):
                 await self._decode_segment(launch_calls=True)
@@ -133,7 +138,11 @@ class RolloutWorker:
     async def _on_device(self, fn, *args):
         t0 = time.perf_counter()
         out = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        self._timing.device_s += time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        self._timing.device_s += elapsed
+        if fn in (self.policy.resume, self.policy.restart):
+            self._timing.append_s += elapsed
+            self._timing.appends += 1
         return out
 
     async def _resume(self, ready: dict) -> None:

@@ -131,8 +131,8 @@ def test_truncation_invalid_observation_and_budget(task, tokenizer, route_query)
 def test_async_overlap_beats_turn_synchronous(task, tokenizer):
     """Slots alternate long and one-token turns: async hides each call behind the other slot's decoding.
 
-    Decode time of a long turn is 2x the call latency T: turn-synchronous takes 4 x (2T + T) = 12T, async about
-    2 x 2T + 4T = 8T (a slot's own call cannot overlap its own decoding)."""
+    Decode time of a long turn is 3x the call latency T: turn-synchronous takes 4 x (3T + T) = 16T, async about
+    2 x 3T + 4T = 10T (a slot's own call cannot overlap its own decoding)."""
     latency = 0.1
     route = [0]  # id 0 decodes to a whole `<search> Qwen2.5-7B-Instruct: … </search>`
     long_route = encode(tokenizer, "<think>" + "x" * 33 + "</think>") + route
@@ -141,14 +141,14 @@ def test_async_overlap_beats_turn_synchronous(task, tokenizer):
     server_config = SimulatedPoolConfig(latency_mean_s=latency, latency_std_s=0.0)
     timings = {}
     for mode in ("async", "sync"):
-        policy = ScriptedPolicy(scripts, step_time_s=2 * latency / len(long_route))
+        policy = ScriptedPolicy(scripts, step_time_s=3 * latency / len(long_route))
         result, _ = run_rollout(task, policy, tokenizer, [[5, 6], [7, 8]],
                                 RolloutConfig(max_turns=4, mode=mode, segment_steps=8), server_config)
         timings[mode] = result.timing
         assert [x.num_routes for x in result.episodes] == [4, 4]
-    assert timings["async"].wall_s < 0.8 * timings["sync"].wall_s, timings
-    assert timings["sync"].hidden_fraction == pytest.approx(0.0, abs=0.05)  # sync exposes all call time
-    assert timings["async"].hidden_fraction > 0.5
+    assert timings["async"].wall_s < 0.85 * timings["sync"].wall_s, timings
+    assert timings["sync"].hidden_fraction == pytest.approx(0.0, abs=0.05), timings  # sync exposes every call
+    assert timings["async"].hidden_fraction > 0.4, timings
 
 
 # ---------------------------------------------------------------------------------------------------------------
