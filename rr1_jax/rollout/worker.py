@@ -86,7 +86,7 @@ class RolloutWorker:
                        for p in prompts]
         self._batch_budget = Budget(cfg.batch_budget) if cfg.batch_budget is not None else None
         self._timing = RolloutTiming()
-        self._in_flight, self._busy_since, self._tasks = 0, 0.0, set()
+        self._in_flight, self._busy_since, self._tasks, self._errors = 0, 0.0, set(), []
         start = time.perf_counter()
         await self._on_device(self.policy.start, [s.prompt for s in self._slots], seed)
         if cfg.mode == "async":
@@ -99,6 +99,8 @@ class RolloutWorker:
     # ---- schedules ----
     async def _run_async(self) -> None:
         while True:
+            if self._errors:
+                raise self._errors[0]
             # multi-host: agree on the set of slots to resume and on "any slot decodable" before these calls
             ready = {b: s.pending_obs for b, s in enumerate(self._slots) if s.status == "ready"}
             decodable = any(s.status == "decoding" for s in self._slots)
@@ -168,10 +170,15 @@ class RolloutWorker:
                     if launch_calls:
                         task = asyncio.ensure_future(self._route(*request))
                         self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                        task.add_done_callback(self._task_done)
                     else:
                         requests.append(request)
         return requests
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._errors.append(task.exception())  # re-raised by the schedule loop, never lost
 
     def _end_generation(self, b: int, reason: StopReason) -> Optional[tuple]:
         """Commit slot b's finished generation and decide what happens next; returns a route request or None."""

@@ -253,3 +253,16 @@ def test_config_and_input_errors_name_the_fix(task, tokenizer):
         RolloutConfig(mode="parallel")
     with pytest.raises(ValueError, match="non-empty prompts"):
         run_rollout(task, ScriptedPolicy([[[1]]]), tokenizer, [[5], [6]], RolloutConfig())
+
+
+def test_a_crashing_route_task_is_reraised_not_lost(tokenizer):
+    """Endpoint trouble never raises, but a bug inside a call task must surface instead of hanging the slot."""
+    class BrokenClient:
+        pool = simulated_candidate_pool("http://127.0.0.1:9/v1")
+
+        async def call(self, candidate, query, budgets=()):
+            raise RuntimeError("bug in the client")
+
+    policy = ScriptedPolicy([[[0], [1]]])
+    with pytest.raises(RuntimeError, match="bug in the client"):
+        asyncio.run(rollout(policy, BrokenClient(), tokenizer, [[5, 6]], RolloutConfig(mode="async")))
