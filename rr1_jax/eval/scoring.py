@@ -48,6 +48,7 @@ class EpisodeScore:
     cost: float  # Σ completion_tokens × $/1M of the routed calls (upstream unit)
     dollars: float
     answer: Optional[str]
+    response: str = ""  # the policy's response (turns and observations) or the candidate's reply
 
 
 def score_policy_episode(record: QARecord, episode: EpisodeInfo, pool: CandidatePool, cost_reward: float = 0.5,
@@ -62,7 +63,7 @@ def score_policy_episode(record: QARecord, episode: EpisodeInfo, pool: Candidate
         format=float(format_reward(response, pool) == FORMAT_OK),
         reward=route_reward(response, record.golden_answers, cost_reward, alpha, pool),
         calls=episode.num_routes, route_cnt=route_count(response, pool), calls_by_candidate=dict(by_candidate),
-        cost=episode.cost, dollars=episode.dollars, answer=answer)
+        cost=episode.cost, dollars=episode.dollars, answer=answer, response=response)
 
 
 def reply_answer(reply: Optional[str]) -> Optional[str]:
@@ -86,7 +87,7 @@ def score_candidate_reply(record: QARecord, candidate: Optional[str], reply: Opt
     return EpisodeScore(id=record.id, data_source=record.data_source, em=exact_match(answer, record.golden_answers),
                         f1=f1_score(answer, record.golden_answers), format=None, reward=None,
                         calls=len(calls), route_cnt=None, calls_by_candidate=calls, cost=cost, dollars=dollars,
-                        answer=answer)
+                        answer=answer, response=reply or "")
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:

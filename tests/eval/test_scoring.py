@@ -114,6 +114,7 @@ def test_report_json_round_trip(tmp_path):
     assert [m["name"] for m in data["methods"]] == ["policy: x", "single"]
     assert data["methods"][0]["summary"]["nq"]["em"] == {"mean": 0.5, "std": 0.0}
     assert len(data["methods"][0]["episodes"][0]) == 4 and data["methods"][0]["episodes"][0][2]["calls"] == 2
+    assert data["methods"][0]["episodes"][0][1]["response"] == "<answer> London </answer>"
     text = open(md_path).read()
     assert "## EM per data_source" in text and "| policy: x | greedy | 0.500 | 0.500 |" in text
     assert EvalReport(rows, {}).method("single").kind == "baseline"
