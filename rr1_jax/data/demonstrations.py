@@ -9,6 +9,7 @@ final answer is what the chosen candidate said (correct for oracle routes, possi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Sequence
 
 from rr1_jax.data.qa import QARecord
@@ -16,7 +17,7 @@ from rr1_jax.data.synthetic import QUESTION_TEMPLATES, Fact, KnowledgeTable
 from rr1_jax.data.synthetic_candidates import CandidateProfile, simulated_reply
 from rr1_jax.data.synthetic_routing import normalize_answer, oracle_choice
 
-STRATEGIES = ("oracle", "specialist")
+STRATEGIES = ("oracle", "specialist", "uniform")
 _TOPIC = {"capital": "the capital of a country", "founder": "the founder of a company",
           "founding_country": "the country where a company was founded", "album_year": "the release year of an album",
           "multihop": "the capital of the country where a company was founded"}
@@ -50,6 +51,9 @@ def _specialist(kind: str, profiles: Sequence[CandidateProfile]) -> CandidatePro
 
 def _choose(strategy: str, fact: Fact, query: str, profiles: Sequence[CandidateProfile], table: KnowledgeTable,
             seed: int) -> CandidateProfile:
+    if strategy == "uniform":  # a routing-agnostic start: the format is learned, the choice is left to RL
+        digest = hashlib.sha256(f"{seed}|{query}".encode()).digest()
+        return profiles[int.from_bytes(digest[:8], "little") % len(profiles)]
     if strategy == "oracle":
         chosen = oracle_choice(query, [fact.answer], profiles, table, seed)
         if chosen is not None:
@@ -67,7 +71,8 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
     """One trajectory for ``record``; multi-hop questions take two routed calls when ``decompose_multihop``.
 
     ``strategy="oracle"`` calls the cheapest candidate that answers each hop correctly (the domain specialist when
-    none does); ``"specialist"`` always calls the most accurate candidate for the hop's domain.
+    none does); ``"specialist"`` always calls the most accurate candidate for the hop's domain; ``"uniform"``
+    calls a candidate drawn uniformly (deterministic per seed and query), teaching the format but not the routing.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")

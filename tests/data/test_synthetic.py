@@ -144,3 +144,17 @@ def test_specialist_demonstrations_report_wrong_answers_honestly():
         assert demo.final_answer not in demo.record.golden_answers
         assert demo.final_answer in demo.segments[-2].text  # the answer is the last observation's claim
     assert set(DOMAINS) >= {d.record.metadata["domain"] for d in demos}
+
+
+def test_uniform_demonstrations_spread_over_candidates():
+    from rr1_jax.data.demonstrations import make_demonstrations
+    from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task
+    from rr1_jax.data.synthetic_candidates import default_candidates
+
+    task = make_synthetic_task(SyntheticConfig(seed=3, num_train=120, num_test=10))
+    demos = make_demonstrations(task.train, task.table, default_candidates(), seed=1, strategy="uniform")
+    first_calls = [d.routes[0] for d in demos]
+    assert len(set(first_calls)) == len(default_candidates())  # every candidate is demonstrated
+    assert max(first_calls.count(n) for n in set(first_calls)) < 0.35 * len(demos)  # none dominates
+    again = make_demonstrations(task.train, task.table, default_candidates(), seed=1, strategy="uniform")
+    assert [d.routes for d in again] == [d.routes for d in demos]
