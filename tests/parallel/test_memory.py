@@ -120,3 +120,20 @@ def test_param_bytes_equal_one_devices_real_shards(mesh_devices):
                      for x in jax.tree.leaves(sharded))
     assert on_device0 == param_bytes(config, "actor", MeshShape(fsdp=2, tensor=4))
     assert on_device0 > np.sum([x.nbytes for x in jax.tree.leaves(sharded)]) / 8
+
+
+def test_plan_prefers_throughput_when_memory_is_plenty_and_refuses_what_cannot_fit():
+    from rr1_jax.parallel.chips import CHIPS, ChipSpec
+
+    qwen, base = ModelConfig.qwen2_5_3b(), TrainingSetup.router_r1()
+    huge = ChipSpec("huge", 10 ** 13, 1, 1)
+    mesh, setup, est = memory.plan(qwen, huge, 4, base)
+    assert (mesh, setup.rollout_slots, setup.decode_rules, setup.remat, setup.micro_batch) == (
+        MeshShape(fsdp=4), 64, "decode", "dots_no_batch", 32)
+    # f32 actor + critic + reference + AdamW of a 3B model alone exceed one 80 GB GPU
+    assert estimate_memory(ModelConfig.llama3_2_3b(), base, MeshShape()).train_state > CHIPS["a100-80gb"].hbm_bytes
+    assert memory.plan(ModelConfig.llama3_2_3b(), CHIPS["a100-80gb"], 1, base) is None
+    mesh, setup, est = memory.plan(qwen, CHIPS["v5p"], 4, base)
+    assert est.fits(CHIPS["v5p"]) and setup.micro_batch % mesh.batch_shards == 0
+    assert setup.rollout_slots % mesh.batch_shards == 0 and 32 % setup.micro_batch == 0
+    assert "does not fit" in memory.plan_table(["llama3_2_3b"], base)
