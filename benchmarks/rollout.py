@@ -8,7 +8,10 @@ pool (latency `--latency-ms` ± `--latency-std-ms`) and then answers, with turn 
 scripted length), appends the real observations, or re-prefills the real contexts; only the sampled ids are
 swapped for the scripted ones on the host, so all three schedules do exactly the same device work per token.
 
-Usage: `.venv/bin/python benchmarks/rollout.py [--model tiny|smollm2] [--slots 16] [--turns 4] ...`
+The table splits device time into decode and append: on a compute-bound backend (CPU) an append costs a full
+[slots, obs bucket] forward however few slots it serves, and the async schedule makes ~6x more of them than the
+turn-synchronous one, which can cancel the latency it hides; on accelerators decode is memory-bound and appends
+are cheap. Usage: `.venv/bin/python benchmarks/rollout.py [--model tiny|smollm2] [--slots 16] [--turns 4] ...`
 """
 from __future__ import annotations
 
