@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks.gpu_check import decode_bytes_per_step, ppo_iteration_flops
 from benchmarks.train_step import forward_flops
 from rr1_jax.model.config import ModelConfig
@@ -19,6 +21,7 @@ def _value(table: str, metric: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_gpu_check_smoke_run_on_cpu(tmp_path):
     log = tmp_path / "check.log"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable, "GPU_CHECK_LOG": str(log)}

@@ -137,3 +137,14 @@ def test_plan_prefers_throughput_when_memory_is_plenty_and_refuses_what_cannot_f
     assert est.fits(CHIPS["v5p"]) and setup.micro_batch % mesh.batch_shards == 0
     assert setup.rollout_slots % mesh.batch_shards == 0 and 32 % setup.micro_batch == 0
     assert "does not fit" in memory.plan_table(["llama3_2_3b"], base)
+
+
+def test_docs_scaling_tables_are_current():
+    """docs/scaling.md quotes this model's tables; regenerate them (python -m rr1_jax.parallel.memory [--plan])
+    when the model or the sharding rules change."""
+    import os
+
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "scaling.md")).read()
+    models, base = ["llama3_2_3b", "qwen2_5_3b"], TrainingSetup.router_r1()
+    assert memory.memory_table(models, base) in doc
+    assert memory.plan_table(models, base) in doc
