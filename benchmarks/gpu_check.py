@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import platform
 import sys
@@ -61,6 +62,13 @@ class CheckSizes:
         """CPU-sized: the tiny test config, a few slots and rows, one timed step."""
         return cls(model="tiny", batch=4, prompt=16, new_tokens=8, rows=4, train_prompt=8, train_response=24,
                    micro_batch=2, logprob_chunk=8, steps=1)
+
+    def fit_to(self, shards: int) -> "CheckSizes":
+        """Whole rows on every chip: slots and micro-batch rounded up to multiples of `shards`, and rows to two
+        mini-batches of whole micro-batches."""
+        micro = shards * math.ceil(self.micro_batch / shards)
+        rows = 2 * micro * math.ceil(max(self.rows, 2 * micro) / (2 * micro))
+        return dataclasses.replace(self, batch=shards * math.ceil(self.batch / shards), micro_batch=micro, rows=rows)
 
 
 # ------------------------------------------------------------------------------------------------ bounds
@@ -190,6 +198,7 @@ def check_update(sizes: CheckSizes, mesh, mesh_shape: MeshShape, chip: Optional[
 def run_check(sizes: CheckSizes) -> list[tuple[str, str]]:
     """Both measurements on every local device; returns the table rows (metric, value)."""
     devices = jax.devices()
+    sizes = sizes.fit_to(len(devices))
     mesh = make_mesh(1, len(devices), 1, devices)
     mesh_shape = MeshShape(fsdp=len(devices))
     chip = chip_spec(devices[0].device_kind)

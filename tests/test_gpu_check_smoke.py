@@ -66,3 +66,12 @@ def test_ppo_iteration_flops_counts_five_actor_and_four_critic_forwards():
     head = 2 * config.hidden_size * config.vocab_size * rows * response
     assert forward_flops(config, rows * 32, 32, rows * response, True) == per_token * rows * 32 + head
     assert ppo_iteration_flops(config, rows, prompt, response) == 9 * per_token * rows * 32 + 5 * head
+
+
+def test_sizes_fit_whole_rows_to_every_chip():
+    from benchmarks.gpu_check import CheckSizes
+
+    sizes = CheckSizes(batch=60, rows=16, micro_batch=4).fit_to(8)
+    assert (sizes.batch, sizes.micro_batch, sizes.rows) == (64, 8, 16)
+    assert CheckSizes(rows=20, micro_batch=4).fit_to(1).rows == 24  # two mini-batches of whole micro-batches
+    assert CheckSizes().fit_to(1) == CheckSizes()
