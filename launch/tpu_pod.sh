@@ -25,7 +25,7 @@ Environment (defaults in brackets)
   API_KEY_VARS ["NVIDIA_API_KEY OPENAI_API_KEY WANDB_API_KEY"]: forwarded when set locally (names only
   are printed)   LOG_LINES [40]   DRY_RUN [0; 1 = print the gcloud commands instead of running them]
 
-Recommended meshes (per-chip memory from `python -m rr1_jax.parallel.memory --plan`, f32 master weights,
+Recommended meshes (per-chip memory from `python -m rr1_jax.parallel.memory_plan --plan`, f32 master weights,
 Router-R1 batch 64 / mini-batch 32; see docs/scaling.md for the numbers and the row-length caveats):
   v4-8  (4 chips, 32 GiB)       llama3b: fsdp=1 tensor=4 remat=full    qwen3b: fsdp=2 tensor=2 remat=full
   v4-32 (16 chips, 4 hosts)     llama3b: fsdp=8 tensor=2 dots_no_batch qwen3b: fsdp=16 dots_no_batch
@@ -68,7 +68,7 @@ default_runtime() {
 }
 RUNTIME_VERSION="${RUNTIME_VERSION:-$(default_runtime "$ACCELERATOR")}"
 
-# Mesh and remat flags for launch/train.py: the plans of `python -m rr1_jax.parallel.memory --plan`.
+# Mesh and remat flags for launch/train.py: the plans of `python -m rr1_jax.parallel.memory_plan --plan`.
 mesh_flags() {
   local model
   model="$(basename "$CONFIG" .py)"

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from rr1_jax.model.config import ModelConfig
-from rr1_jax.parallel import memory
+from rr1_jax.parallel import memory, memory_plan
 from rr1_jax.parallel.chips import CHIPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,5 +72,5 @@ def test_mesh_presets_follow_the_memory_plan(accelerator, chips, chip, config, r
     data, fsdp, tensor = (int(flags[f"mesh.{axis}"]) for axis in ("data", "fsdp", "tensor"))
     assert data * fsdp * tensor == chips
     base = memory.TrainingSetup.router_r1(seq_len=rows, response_len=rows - 2048)
-    mesh, setup, _ = memory.plan(ModelConfig.named(MODELS[config]), CHIPS[chip], chips, base)
+    mesh, setup, _ = memory_plan.plan(ModelConfig.named(MODELS[config]), CHIPS[chip], chips, base)
     assert (fsdp, tensor, flags["model.remat"]) == (mesh.fsdp, mesh.tensor, setup.remat)
