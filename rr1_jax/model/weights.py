@@ -185,8 +185,9 @@ def resolve_model_path(path: str) -> str:
 
 
 def model_from_config(model_cfg, mesh: Optional[jax.sharding.Mesh] = None, rules: ShardingRules = TRAIN_RULES,
-                      seed: int = 0) -> Transformer:
-    """The policy described by a `config.model` section: real weights from `path`, else random `family`."""
+                      seed: int = 0, **size_overrides) -> Transformer:
+    """The policy described by a `config.model` section: real weights from `path`, else random `family`
+    (with `model_cfg.size` and `size_overrides`, e.g. a vocabulary matching the tokenizer, applied)."""
     numerics = dict(dtype=model_cfg.dtype, param_dtype=model_cfg.param_dtype, remat=model_cfg.remat)
     path = resolve_model_path(model_cfg.path)
     if path:
@@ -194,7 +195,9 @@ def model_from_config(model_cfg, mesh: Optional[jax.sharding.Mesh] = None, rules
     from rr1_jax.model.transformer import init_model
     from rr1_jax.parallel.mesh import shard_params
 
-    model = init_model(ModelConfig.named(model_cfg.family, **numerics), seed)
+    size = dict(model_cfg.get("size", {}) or {})
+    size.update(size_overrides)
+    model = init_model(ModelConfig.named(model_cfg.family, **size, **numerics), seed)
     if mesh is not None:
         graphdef, state = nnx.split(model)
         model = nnx.merge(graphdef, shard_params(state, rules, mesh))

@@ -117,6 +117,16 @@ def template_for_pool(pool: CandidatePool, names: Sequence[str] | None = None, f
     return build_policy_template([pool.resolve(n, "exact") for n in chosen], family)
 
 
+def compact_routing_template(pool: CandidatePool) -> str:
+    """A short routing prompt (names only, no descriptions) for small CPU runs and tiny policies; Router-R1's
+    own template is `template_for_pool`."""
+    names = ", ".join(pool.names)
+    return ("Answer the given question. Think inside <think> and </think>. To ask a model, write <search> "
+            f"Model-Name: question </search> with a model from [{names}]; its reply comes back inside "
+            "<information> and </information>. Give the final answer inside <answer> and </answer>. "
+            "Question: {question}\n")
+
+
 def template_family_for_model(model_id: str) -> str:
     """LLMRouter's rule: the Qwen template iff "qwen" is in the model id, else the Llama one."""
     return "qwen" if "qwen" in model_id.lower() else "llama"

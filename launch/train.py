@@ -1,0 +1,38 @@
+"""Train a Router-R1 policy with PPO.
+
+    python launch/train.py --config=configs/demo.py
+    python launch/train.py --config=configs/llama3b.py --config.model.path=/models/Llama-3.2-3B-Instruct \\
+        --workdir=runs/llama3b --config.reward.alpha=0.6
+
+Resumes automatically from the newest checkpoint in the work directory. Multi-host: set
+`--config.distributed.enabled=true` (TPU pods need nothing else; GPU/CPU clusters pass the coordinator address,
+process count and id, or the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID env vars).
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Training config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and exports (default: config.workdir).")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    config = _CONFIG.value
+    from rr1_jax.parallel.distributed import maybe_initialize_distributed
+
+    maybe_initialize_distributed(config.distributed)  # before any other JAX call
+    from rr1_jax.rl.loop import train
+    from rr1_jax.rl.summary import print_summary
+
+    summary = train(config, _WORKDIR.value)
+    print_summary(summary, config)
+
+
+if __name__ == "__main__":
+    app.run(main)

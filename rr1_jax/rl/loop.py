@@ -1,0 +1,272 @@
+"""One Router-R1 training run: set-up from a config, then per iteration rollout → rewards → PPO update.
+
+    mesh → policy + tokenizer → data → candidate pool → (SFT warm start) → critic → PPOTrainer → resume
+    for each iteration:  decode weights ← actor  ·  rollout (async, multi-turn, routed calls)
+                         scores ← format ▸ EM ▸ cost  ·  state ← ppo_iteration(state, trajectories, scores)
+                         metrics · checkpoint · periodic greedy validation
+    → final checkpoint, HF export, plots, summary
+
+Everything jitted lives in the trainer and the generation engine; this module is host control flow only, and
+runs the same calls in the same order on every process.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import time
+from typing import Optional
+
+import jax
+import numpy as np
+from flax import nnx
+
+from rr1_jax.checkpoint import PreemptionGuard, TrainCheckpointer, export_hf
+from rr1_jax.data.batching import QABatchIterator
+from rr1_jax.data.demonstrations import make_demonstrations
+from rr1_jax.data.qa import QARecord, load_qa_file
+from rr1_jax.data.synthetic import SyntheticConfig, SyntheticTask, make_synthetic_task
+from rr1_jax.data.synthetic_candidates import default_candidates
+from rr1_jax.data.synthetic_tokenizer import task_corpus, train_task_tokenizer
+from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator
+from rr1_jax.eval.report import GREEDY, MethodResult
+from rr1_jax.generate.sampling import SamplingParams
+from rr1_jax.metrics import MetricsLogger
+from rr1_jax.model.critic import critic_from_policy
+from rr1_jax.model.tokenizer import check_tokenizer_matches, load_tokenizer
+from rr1_jax.model.weights import model_from_config, resolve_model_path
+from rr1_jax.parallel.mesh import mesh_from_config
+from rr1_jax.rl.ppo_config import optim_config_from, ppo_config_from
+from rr1_jax.rl.rewards import CostNormalizer, exact_match, extract_answer, format_reward, route_reward
+from rr1_jax.rl.sft import SFTConfig, demonstration_trajectories, sft_train
+from rr1_jax.rl.trainer import PPOTrainer, reshard_for_decode
+from rr1_jax.rollout.candidates import CandidatePool
+from rr1_jax.rollout.policy import engine_policy
+from rr1_jax.rollout.pool import PoolClient
+from rr1_jax.rollout.pool_setup import open_pool
+from rr1_jax.rollout.prompts import compact_routing_template, render_prompt, template_family_for_model, template_for_pool
+from rr1_jax.rollout.worker import RolloutConfig, rollout
+
+
+@dataclasses.dataclass
+class RunData:
+    train: list[QARecord]
+    val: list[QARecord]
+    task: Optional[SyntheticTask]
+
+
+def load_run_data(config) -> RunData:
+    """Training and validation questions as the config asks (synthetic task or QA files)."""
+    d = config.data
+    if d.source == "synthetic":
+        s = d.synthetic
+        task = make_synthetic_task(SyntheticConfig(seed=s.seed, num_train=s.num_train, num_test=s.num_test))
+        return RunData(task.train, task.test[:d.val_size], task)
+    train = [r for path in str(d.source).split(",") if path.strip() for r in load_qa_file(path.strip())]
+    val = [r for path in str(d.val_source).split(",") if path.strip() for r in load_qa_file(path.strip())]
+    return RunData(train, val[:d.val_size], None)
+
+
+def build_tokenizer(config, data: RunData, template: str):
+    """The policy's tokenizer (with a pad token). `synthetic:<vocab>` trains a small BPE on the synthetic task."""
+    spec = config.model.tokenizer or config.model.path
+    if spec.startswith("synthetic:"):
+        if data.task is None:
+            raise ValueError(f"model.tokenizer={spec!r} needs data.source='synthetic'")
+        tokenizer = train_task_tokenizer(task_corpus(data.task, [template]), int(spec.split(":", 1)[1]))
+    else:
+        tokenizer = load_tokenizer(resolve_model_path(spec))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # verl's choice for Llama-3 (no pad token)
+    return tokenizer
+
+
+def build_policy(config, mesh, tokenizer):
+    """The policy module on the mesh; a randomly initialised `family` gets the tokenizer's vocabulary."""
+    path = resolve_model_path(config.model.path)
+    extra = {} if path or "vocab_size" in config.model.size else {"vocab_size": len(tokenizer)}
+    model = model_from_config(config.model, mesh, seed=config.seed, **extra)
+    check_tokenizer_matches(tokenizer, model.config, where=f"tokenizer for {config.model.path or config.model.family}")
+    return model
+
+
+def routing_template(config, pool: CandidatePool) -> str:
+    if config.prompt.template == "compact":
+        return compact_routing_template(pool)
+    if config.prompt.template != "upstream":
+        raise ValueError(f"prompt.template={config.prompt.template!r}: choose 'upstream' or 'compact'")
+    family = config.prompt.family
+    if family == "auto":
+        family = template_family_for_model(config.model.path or config.model.family)
+    return template_for_pool(pool, family=family)
+
+
+def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
+    """Supervised warm start on synthetic-task demonstrations; returns (tuned module, loss per step)."""
+    s = config.sft
+    if data.task is None:
+        raise ValueError("sft.steps > 0 needs the synthetic task (data.source='synthetic') for demonstrations")
+    records = data.train[:s.num_demos]
+    demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy)
+    prompts = {r.id: render_prompt(tokenizer, r.question, template) for r in records}
+    response_width = _round_up(max(len(tokenizer.encode(d.text, add_special_tokens=False)) for d in demos) + 8)
+    traj = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.id],
+                                      _round_up(max(len(p) for p in prompts.values())), response_width,
+                                      tokenizer.pad_token_id)
+    sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size, warmup_steps=s.warmup_steps,
+                        weight_decay=s.weight_decay, grad_clip=s.grad_clip, logprob_chunk=s.logprob_chunk,
+                        seed=s.seed)
+    params, losses = sft_train(model, traj, sft_cfg)
+    return nnx.merge(nnx.graphdef(model), params), losses
+
+
+def _round_up(n: int, multiple: int = 64) -> int:
+    return -(-n // multiple) * multiple
+
+
+def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNormalizer, reward_cfg, num_rows: int):
+    """Scalar rewards [num_rows] (dummy rows 0) and the episode metrics the logger and progress bar show."""
+    scores = np.zeros((num_rows,), np.float32)
+    em, fmt, cost, routes = [], [], [], []
+    for i, (record, ep) in enumerate(zip(records, episodes)):
+        cost_reward = normalizer(ep.cost)
+        scores[i] = route_reward(ep.response_text, record.golden_answers, cost_reward, reward_cfg.alpha, pool,
+                                 metric=reward_cfg.metric, form=reward_cfg.form)
+        em.append(exact_match(extract_answer(ep.response_text), record.golden_answers))
+        fmt.append(float(format_reward(ep.response_text, pool) == 0.0))
+        cost.append(ep.cost)
+        routes.append(ep.num_routes)
+    n = len(records)
+    return scores, {"episode/reward": float(scores[:n].mean()), "episode/em": float(np.mean(em)),
+                    "episode/format_ok": float(np.mean(fmt)), "episode/cost": float(np.mean(cost)),
+                    "episode/routes": float(np.mean(routes))}
+
+
+def summarize_validation(result: MethodResult) -> dict:
+    return {f"val/{k}": result.overall(k) for k in ("em", "reward", "cost", "calls", "format")
+            if result.overall(k) is not None}
+
+
+class Run:
+    """The pieces of one training run after set-up (see `train`)."""
+
+    def __init__(self, config, workdir: str):
+        self.config, self.workdir = config, workdir
+        c = config
+        self.mesh = mesh_from_config(c.mesh)
+        self.data = load_run_data(c)
+        if c.data.batch_size % c.ppo.mini_batch_size:
+            raise ValueError(f"data.batch_size={c.data.batch_size} must be a multiple of ppo.mini_batch_size="
+                             f"{c.ppo.mini_batch_size}")
+        self.stack = contextlib.ExitStack()
+        self.pool, self.pool_config = open_pool(c.pool, self.data.task, self.stack)
+        self.template = routing_template(c, self.pool)
+        self.tokenizer = build_tokenizer(c, self.data, self.template)
+        self.model = build_policy(c, self.mesh, self.tokenizer)
+        self.prompts = {r.id: render_prompt(self.tokenizer, r.question, self.template)
+                        for r in self.data.train + self.data.val}
+        longest = max(len(p) for p in self.prompts.values())
+        if longest > c.rollout.max_prompt_tokens:
+            raise ValueError(f"a prompt has {longest} tokens, more than rollout.max_prompt_tokens="
+                             f"{c.rollout.max_prompt_tokens}; raise it")
+        self.prompt_width = _round_up(longest)
+        self.sft_losses: list[float] = []
+        if c.sft.steps > 0:
+            self.model, self.sft_losses = sft_warm_start(self.model, self.tokenizer, self.data, self.template, c)
+        self.ppo = ppo_config_from(c.ppo)
+        critic = critic_from_policy(self.model, seed=c.seed) if self.ppo.uses_critic else None
+        self.trainer = PPOTrainer(self.model, critic, self.ppo, optim_config_from(c.optim.actor, "optim.actor"),
+                                  optim_config_from(c.optim.critic, "optim.critic"), self.mesh, seed=c.seed)
+        self.initial_params = nnx.split(self.model, nnx.Param)[1]  # the policy before PPO (summary baseline)
+        r = c.rollout
+        self.rollout_config = RolloutConfig(
+            max_turns=r.max_turns, max_obs_length=r.max_obs_length, segment_steps=r.segment_steps, mode=r.mode,
+            prompt_buckets=(self.prompt_width,), response_buckets=tuple(r.response_buckets))
+        self.engine = engine_policy(
+            nnx.graphdef(self.model), self.initial_params, self.model.config, self.tokenizer,
+            num_slots=c.data.batch_size, max_turns=r.max_turns, max_turn_tokens=r.max_turn_tokens,
+            prompt_buckets=[self.prompt_width], obs_buckets=[_round_up(r.max_obs_length, 16)],
+            sampling=SamplingParams(temperature=r.temperature, top_p=r.top_p))
+        self.settings = GenerationSettings(num_slots=c.data.batch_size, max_turns=r.max_turns,
+                                           max_turn_tokens=r.max_turn_tokens, max_obs_length=r.max_obs_length,
+                                           segment_steps=r.segment_steps, max_prompt_tokens=self.prompt_width)
+        self.evaluator = PolicyEvaluator(
+            LoadedPolicy("policy", nnx.graphdef(self.model), self.initial_params, self.model.config,
+                         self.tokenizer, c.model.path or c.model.family), self.settings)
+
+    async def validate(self, client: PoolClient, params, seed: int) -> MethodResult:
+        self.evaluator.policy.params = params
+        return await self.evaluator.run(client, self.data.val, self.template, GREEDY, [seed], "policy",
+                                        alpha=self.config.reward.alpha)
+
+
+async def _train(run: Run) -> dict:
+    c, trainer = run.config, run.trainer
+    ckpt = TrainCheckpointer(os.path.join(run.workdir, "ckpt"), keep=c.checkpoint.keep,
+                             save_every=c.checkpoint.save_every, async_save=c.checkpoint.async_save)
+    batches = QABatchIterator(run.data.train, c.data.batch_size, seed=c.seed)
+    normalizer = CostNormalizer(window=c.reward.cost_window, q_low=c.reward.cost_q_low,
+                                q_high=c.reward.cost_q_high, transform=c.reward.cost_transform)
+    restored = ckpt.restore(trainer.abstract_state())
+    if restored is None:
+        state, start = trainer.init_state(copy=False), 0
+    else:
+        start, state, extras = restored
+        batches.load_state_dict(extras["data"])
+        normalizer.load_state_dict(extras["cost_normalizer"])
+    logger = MetricsLogger(run.workdir, total_steps=c.train.total_steps, tensorboard=c.metrics.tensorboard,
+                           wandb=c.metrics.wandb, wandb_project=c.metrics.wandb_project,
+                           progress=c.metrics.progress, config=c.to_dict())
+    guard = PreemptionGuard().install()
+    summary = {"sft_losses": run.sft_losses, "start_step": start}
+    async with PoolClient(run.pool, run.pool_config) as client:
+        if start == 0 and c.train.val_every:
+            summary["before"] = await run.validate(client, run.initial_params, c.seed)
+        done = start  # PPO iterations completed
+        for step in range(start, c.train.total_steps):
+            t0 = time.perf_counter()
+            batch = next(batches)
+            records = [r for r, ok in zip(batch.records, batch.valid) if ok]
+            run.engine.params = reshard_for_decode(trainer.actor_state(state), run.mesh)
+            result = await rollout(run.engine, client, run.tokenizer, [run.prompts[r.id] for r in records],
+                                   run.rollout_config, seed=c.seed * 1_000_003 + step)
+            t_rollout = time.perf_counter() - t0
+            scores, metrics = score_episodes(records, result.episodes, run.pool, normalizer, c.reward,
+                                             result.trajectories.tokens.shape[0])
+            state, ppo_metrics = trainer.ppo_iteration(state, result.trajectories, scores)
+            metrics.update(ppo_metrics)
+            metrics.update({"perf/tokens": float(np.asarray(result.trajectories.attention_mask).sum()),
+                            "perf/rollout_s": t_rollout, "perf/iteration_s": time.perf_counter() - t0,
+                            "perf/call_latency_hidden": result.timing.hidden_fraction})
+            if c.train.val_every and (step + 1) % c.train.val_every == 0:
+                metrics.update(summarize_validation(await run.validate(client, trainer.actor_state(state), c.seed)))
+            done = step + 1
+            logger.log(done, metrics)
+            ckpt.save(done, state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
+                      metrics_step=done, config=c.to_dict(), force=guard.requested)
+            if guard.requested:
+                break
+        if c.train.val_every:
+            summary["after"] = await run.validate(client, trainer.actor_state(state), c.seed)
+    ckpt.wait()
+    if done > start and ckpt.latest_step() != done:
+        ckpt.save(done, state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
+                  metrics_step=done, config=c.to_dict(), force=True)
+    ckpt.close()
+    logger.close()
+    guard.uninstall()
+    if c.train.export_hf and jax.process_index() == 0:
+        summary["export"] = export_hf(trainer.actor_module(state), os.path.join(run.workdir, "hf_export"),
+                                      tokenizer=run.tokenizer)
+    summary["state"] = state
+    return summary
+
+
+def train(config, workdir: Optional[str] = None) -> dict:
+    """Runs (or resumes) training; returns a summary (validation before/after, SFT losses, final state)."""
+    run = Run(config, workdir or config.workdir)
+    try:
+        return asyncio.run(_train(run))
+    finally:
+        run.stack.close()
