@@ -35,16 +35,6 @@ COT_TEMPLATE = ("Answer the given question. First think step by step inside <thi
                 "Question: {question}\n")
 
 
-def compact_routing_template(pool: CandidatePool) -> str:
-    """A short routing prompt (names only, no descriptions) for small CPU runs; upstream's template is
-    `rr1_jax.rollout.prompts.template_for_pool`."""
-    names = ", ".join(pool.names)
-    return ("Answer the given question. Think inside <think> and </think>. To ask a model, write <search> "
-            f"Model-Name: question </search> with a model from [{names}]; its reply comes back inside "
-            "<information> and </information>. Give the final answer inside <answer> and </answer>. "
-            "Question: {question}\n")
-
-
 def largest_candidate(pool: CandidatePool) -> str:
     """The most expensive candidate (highest output price; the first one on ties): the paper's "Largest LLM"."""
     return max(pool, key=lambda c: c.output_price_per_1m).name

@@ -18,16 +18,16 @@ from rr1_jax.data.qa import DataError, QARecord, load_qa_file
 from rr1_jax.data.synthetic import SyntheticConfig, SyntheticTask, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.data.synthetic_routing import routing_reference
-from rr1_jax.eval.baselines import (COT_TEMPLATE, DIRECT_TEMPLATE, compact_routing_template, oracle_result,
+from rr1_jax.eval.baselines import (COT_TEMPLATE, DIRECT_TEMPLATE, oracle_result,
                                     query_candidates, single_candidate_results)
 from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator, load_policy
 from rr1_jax.eval.knn_router import knn_result
 from rr1_jax.eval.plots import ParetoPoint, pareto_plot, point_label, points_from_methods
 from rr1_jax.eval.report import GREEDY, SAMPLED, EvalReport, MethodResult
-from rr1_jax.rollout.candidates import ROUTER_R1_POOL, ROUTER_R1_TRAIN_NAMES, CandidatePool
-from rr1_jax.rollout.pool import PoolClient, PoolConfig
-from rr1_jax.rollout.prompts import render_prompt, template_family_for_model, template_for_pool
-from rr1_jax.rollout.simulated_pool import SimulatedPoolConfig, SimulatedPoolServer, simulated_candidate_pool
+from rr1_jax.rollout.candidates import CandidatePool
+from rr1_jax.rollout.pool import PoolClient
+from rr1_jax.rollout.pool_setup import open_pool
+from rr1_jax.rollout.prompts import compact_routing_template, render_prompt, template_family_for_model, template_for_pool
 
 BASELINES = ("direct", "cot", "prompt_llm", "single", "oracle", "knn")
 DECODING_NAMES = {"greedy": GREEDY, "sampled": SAMPLED}
@@ -54,29 +54,6 @@ def load_questions(config) -> tuple[list[QARecord], list[QARecord], Optional[Syn
     test = _limit(load_qa_file(config.dataset, source), config.num_questions)
     train = _limit(load_qa_file(config.train_dataset, source), config.num_train) if config.train_dataset else []
     return test, train, None
-
-
-def _open_pool(config, task: Optional[SyntheticTask], stack: contextlib.ExitStack) -> tuple[CandidatePool, PoolConfig]:
-    p = config.pool
-    cache = p.cache_path or None
-    if p.kind == "simulated":
-        if task is None:
-            raise ValueError("pool.kind='simulated' only knows the synthetic task; for a question file use "
-                             "pool.kind='router_r1' or a JSON file of candidates")
-        server = SimulatedPoolServer(task.table, config=SimulatedPoolConfig(seed=p.simulated_seed,
-                                                                            latency_scale=p.latency_scale))
-        url = stack.enter_context(server)
-        return simulated_candidate_pool(url), PoolConfig(require_keys=False, cache_path=cache,
-                                                         max_concurrency=p.max_concurrency)
-    if p.kind == "router_r1":
-        pool = CandidatePool(ROUTER_R1_POOL.resolve(n, "exact") for n in ROUTER_R1_TRAIN_NAMES)
-    elif str(p.kind).endswith(".json") and os.path.isfile(p.kind):
-        with open(p.kind) as f:
-            pool = CandidatePool.from_config(json.load(f))
-    else:
-        raise ValueError(f"pool.kind={p.kind!r}: use 'simulated', 'router_r1' or the path of a JSON file with a "
-                         f"list of candidate dicts")
-    return pool, PoolConfig(cache_path=cache, max_concurrency=p.max_concurrency)
 
 
 def _routing_template(config, pool: CandidatePool, policy: LoadedPolicy) -> str:
@@ -118,7 +95,7 @@ def run_evaluation(config, policies: Optional[Sequence[LoadedPolicy]] = None,
     if not test:
         raise DataError(f"{config.dataset}: no questions to evaluate")
     with contextlib.ExitStack() as stack:
-        pool, pool_config = _open_pool(config, task, stack)
+        pool, pool_config = open_pool(config.pool, task, stack)
         if policies is None:
             policies = [load_policy(s, config.tokenizer, config.seed, config.dtype) for s in specs]
         policies = list(policies)

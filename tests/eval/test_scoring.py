@@ -6,7 +6,7 @@ import pytest
 from rr1_jax.data.qa import QARecord
 from rr1_jax.eval.report import CANDIDATES_DECODE, GREEDY, SAMPLED, EvalReport, MethodResult
 from rr1_jax.eval.scoring import (UNKNOWN_CANDIDATE, aggregate, reply_answer, score_candidate_reply,
-                                  score_policy_episode, summarize_seeds)
+                                  score_policy_episode)
 from rr1_jax.rollout.candidates import ROUTER_R1_POOL
 from rr1_jax.rollout.episode import EpisodeInfo, RouteRecord
 
