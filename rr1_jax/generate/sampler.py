@@ -164,7 +164,9 @@ class Sampler:
     def append(self, params, state: DecodeState, tokens, lengths, slots_mask) -> DecodeState:
         """Write right-padded tokens [B, O] for the chosen slots at each one's offset and start a new turn there.
 
-        Unchosen slots are left exactly as they were. A chosen slot needs `cache.end + O <= S`.
+        Unchosen slots are left exactly as they were. A chosen slot needs `cache.end + O <= S`. Only
+        K = `append_rows(n chosen, B)` rows run through the model (gathered, appended, scattered back), so an append
+        for a few slots costs a [K, O] forward instead of [B, O]; each K compiles once.
         """
         mask = np.asarray(slots_mask, bool)
         end = np.asarray(state.cache.end)
@@ -173,9 +175,36 @@ class Sampler:
             slots = np.flatnonzero(room & mask).tolist()
             raise ValueError(f"cache full: slots {slots} cannot take a {np.shape(tokens)[1]}-token observation "
                              f"bucket (cache length {state.cache.max_len}); allocate a larger cache")
-        append = self._jit(("append", self.graphdef), functools.partial(_append, self.graphdef), state)
-        return append(params, state, jnp.asarray(tokens, jnp.int32), jnp.asarray(lengths, jnp.int32),
-                      jnp.asarray(mask))
+        tokens, lengths = np.asarray(tokens, np.int32), np.asarray(lengths, np.int32)
+        k = self.append_rows(int(mask.sum()), mask.shape[0])
+        if k is None:
+            append = self._jit(("append", self.graphdef), functools.partial(_append, self.graphdef), state)
+            return append(params, state, jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(mask))
+        rows = gather_rows(mask, k)  # [K] distinct slots, the chosen ones first
+        sub_sharding = None if self.mesh is None else self.state_sharding
+        append = self._jit(("append_rows", self.graphdef),
+                           functools.partial(_append_rows, self.graphdef, sub_sharding), state)
+        return append(params, state, jnp.asarray(rows), jnp.asarray(mask[rows]), jnp.asarray(tokens[rows]),
+                      jnp.asarray(lengths[rows]))
+
+    def append_rows(self, num_chosen: int, num_slots: int) -> Optional[int]:
+        """The row bucket K an append of `num_chosen` slots runs on, or None for the full-batch path.
+
+        K is the smallest power of two >= num_chosen (at least 1) that is smaller than the slot count; on a mesh
+        it must also be a multiple of the batch axes' size (so the gathered rows still split over them).
+        """
+        shards = 1
+        if self.mesh is not None:
+            axes = [a for a in self.rules.mesh_axes("batch") if self.mesh.shape.get(a, 1) > 1]
+            shards = int(np.prod([self.mesh.shape[a] for a in axes])) if axes else 1
+            if num_slots % shards:
+                shards = 1  # slots are replicated (state_sharding drops the axes): no constraint
+        k = 1
+        while k < num_slots:
+            if k >= num_chosen and k % shards == 0:
+                return k
+            k *= 2
+        return None
 
     def decode_segment(self, params, state: DecodeState, max_steps: int) -> tuple[DecodeState, SegmentOutput]:
         """Sample up to `max_steps` tokens per active slot, stopping each slot at EOS / stop string / budget /
@@ -237,6 +266,46 @@ def _append(graphdef, params, state: DecodeState, tokens, lengths, slots_mask) -
         active=jnp.ones_like(slots_mask), turn_tokens=zero, matcher_state=zero, stop_reason=zero,
         stop_string=jnp.full_like(lengths, -1))
     return _select(slots_mask, new_turn._replace(cache=None), state._replace(cache=None))._replace(cache=cache)
+
+
+def gather_rows(mask: np.ndarray, k: int) -> np.ndarray:
+    """[K] int32 distinct slot indices: every chosen slot (mask [B]) first, then unchosen ones as padding."""
+    chosen, others = np.flatnonzero(mask), np.flatnonzero(~mask)
+    if len(chosen) > k:
+        raise ValueError(f"{len(chosen)} chosen slots do not fit a {k}-row append")
+    return np.concatenate([chosen, others[:k - len(chosen)]]).astype(np.int32)
+
+
+def _take_rows(state: DecodeState, rows: Array) -> DecodeState:
+    """The K slots `rows` [K] of a B-slot state (cache k/v carry the slot axis second)."""
+    cache = state.cache
+    sub_cache = KVCache(jnp.take(cache.k, rows, axis=1), jnp.take(cache.v, rows, axis=1),
+                        jnp.take(cache.valid, rows, axis=0), jnp.take(cache.end, rows, axis=0))
+    rest = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), state._replace(cache=None))
+    return rest._replace(cache=sub_cache)
+
+
+def _put_rows(state: DecodeState, rows: Array, sub: DecodeState) -> DecodeState:
+    """Write the K-slot `sub` back at slots `rows` [K] (distinct) of the B-slot state; other slots untouched."""
+    cache, new = state.cache, sub.cache
+    full_cache = KVCache(cache.k.at[:, rows].set(new.k, unique_indices=True),
+                         cache.v.at[:, rows].set(new.v, unique_indices=True),
+                         cache.valid.at[rows].set(new.valid, unique_indices=True),
+                         cache.end.at[rows].set(new.end, unique_indices=True))
+    rest = jax.tree.map(lambda x, n: x.at[rows].set(n, unique_indices=True), state._replace(cache=None),
+                        sub._replace(cache=None))
+    return rest._replace(cache=full_cache)
+
+
+def _append_rows(graphdef, sub_sharding, params, state: DecodeState, rows, row_mask, tokens,
+                 lengths) -> DecodeState:
+    """`_append` on K gathered slots. rows/row_mask/lengths: [K], tokens: [K, O]; padding rows (row_mask False)
+    come back exactly as gathered, so scattering them back leaves them bit-identical."""
+    sub = _take_rows(state, rows)
+    if sub_sharding is not None:
+        sub = jax.lax.with_sharding_constraint(sub, sub_sharding(sub))
+    sub = _append(graphdef, params, sub, tokens, lengths, row_mask)
+    return _put_rows(state, rows, sub)
 
 
 def _select_cache(mask: Array, new: KVCache, old: KVCache) -> KVCache:

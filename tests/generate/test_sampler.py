@@ -176,3 +176,47 @@ def test_right_aligned_prefill_equals_left_aligned(tiny_model):
     for b, (ids, logprobs, _) in enumerate(generate(graphdef, params, PROMPTS, 4, prompt_buckets=[8])):
         assert np.asarray(out.tokens[b]).tolist() == ids
         np.testing.assert_allclose(np.asarray(out.logprobs[b]), logprobs, atol=1e-4)
+
+
+class FullBatchSampler(Sampler):
+    """The pre-gather append: every slot runs through the model (the reference for the K-row path)."""
+
+    def append_rows(self, num_chosen, num_slots):
+        return None
+
+
+def test_append_runs_only_a_bucket_of_chosen_rows(tiny_model):
+    config, graphdef, params = tiny_model
+    prompts = [[5 + b, 6, 7 + b][:1 + b % 3] + [9] * (b % 4) for b in range(8)]
+    samplers = Sampler(graphdef), FullBatchSampler(graphdef)
+    assert [samplers[0].append_rows(n, 8) for n in (0, 1, 2, 3, 5, 8)] == [1, 1, 2, 4, None, None]
+    state = samplers[0].init_state(config, 8, 32, seed=2, turn_budget=4)
+    state = samplers[0].prefill(params, state, *pad_batch(prompts, 8, 0, align="left"))
+    state, _ = samplers[0].decode_segment(params, state, 4)
+    before = jax.tree.map(np.asarray, state)
+
+    def append_then_decode(sampler, chosen, observations):
+        obs, lengths = pad_batch([observations.get(b, []) for b in range(8)], 4, 0, align="right")
+        mask = np.isin(np.arange(8), chosen)
+        appended = sampler.append(params, jax.tree.map(jnp.array, before), obs, lengths, mask)
+        appended_host = jax.tree.map(np.asarray, appended)
+        return appended_host, jax.tree.map(np.asarray, sampler.decode_segment(params, appended, 4)[1])
+
+    for chosen, observations in (([5], {5: [30, 31]}), ([0, 3, 6], {0: [32], 3: [], 6: [33, 34, 35, 36]})):
+        (got, got_out), (ref, ref_out) = (append_then_decode(s, chosen, observations) for s in samplers)
+        others = np.setdiff1d(np.arange(8), chosen)
+        for new, old in zip(jax.tree.leaves(got), jax.tree.leaves(before)):  # unchosen slots: bit-identical
+            slot_axis = 1 if new.ndim == 5 else 0
+            np.testing.assert_array_equal(np.take(new, others, slot_axis), np.take(old, others, slot_axis))
+        for name in ("next_position", "active", "turn_tokens", "stop_reason", "keys"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+        np.testing.assert_array_equal(got.cache.end, ref.cache.end)
+        np.testing.assert_array_equal(got.cache.valid, ref.cache.valid)
+        np.testing.assert_allclose(got.logits, ref.logits, atol=1e-4)
+        np.testing.assert_array_equal(got_out.tokens, ref_out.tokens)
+        np.testing.assert_array_equal(got_out.num_tokens, ref_out.num_tokens)
+        np.testing.assert_allclose(got_out.logprobs, ref_out.logprobs, atol=1e-4)
+    with count_compilations() as compiles:  # same K bucket (4) and observation bucket: nothing compiles
+        obs, lengths = pad_batch([[40]] * 8, 4, 0, align="right")
+        samplers[0].append(params, jax.tree.map(jnp.array, before), obs, lengths, np.isin(np.arange(8), [1, 2, 7]))
+    assert compiles.count == 0
