@@ -19,7 +19,10 @@ def two_turns(sampler, config, params):
     obs, obs_lengths = pad_batch([[30, 31], [], [32, 33, 34], [35]], 4, 0, align="right")
     state = sampler.append(params, state, obs, obs_lengths, np.array([True, False, True, True]))
     state, second = sampler.decode_segment(params, state, 4)
-    return state, jax.tree.map(np.asarray, (first, second))
+    # one chosen slot: K=1 rows on one device, K=2 (the data axis) on the mesh
+    state = sampler.append(params, state, obs, obs_lengths, np.array([False, False, True, False]))
+    state, third = sampler.decode_segment(params, state, 4)
+    return state, jax.tree.map(np.asarray, (first, second, third))
 
 
 @pytest.mark.parametrize("sampling", [SamplingParams(greedy=True), SamplingParams(temperature=1.0, top_p=0.9)],
@@ -33,6 +36,7 @@ def test_sharded_decode_equals_single_device(tiny_model, mesh_devices, sampling)
     state, got = two_turns(Sampler(graphdef, sampling, mesh=mesh), config, sharded_params)
     assert state.cache.k.sharding.spec[1] == "data"  # slots are really split over the data axis
     assert len(state.cache.k.sharding.device_set) == 8
+    assert Sampler(graphdef, mesh=mesh).append_rows(1, 4) == 2 and Sampler(graphdef).append_rows(1, 4) == 1
     for exp, out in zip(expected, got):
         np.testing.assert_array_equal(out.tokens, exp.tokens)
         np.testing.assert_array_equal(out.num_tokens, exp.num_tokens)
