@@ -45,8 +45,8 @@ class RolloutConfig:
     max_obs_length: int = 600  # observation tokens kept (head)
     segment_steps: int = 64  # decode steps per jitted segment (async: how often replies can be inserted)
     resume_min_ready: int = 1  # async: append once this many replies wait (or nothing else can decode); an
-    # append costs a [slots, obs bucket] forward however few slots it serves, so batching pays on compute-bound
-    # backends (CPU) and 1 is best where decode is memory-bound (accelerators)
+    # append runs only a power-of-two bucket of rows >= the replies it serves ([K, obs bucket] forward, see
+    # Sampler.append), so batching saves little more than per-call overhead
     mode: str = "async"
     reprefill: bool = False  # sync only: re-prefill whole contexts each turn instead of appending
     split: str = "first"  # route parsing: "first" colon, or "upstream" (see actions.py)
