@@ -75,7 +75,7 @@ def test_question_embeddings_are_mean_pooled_hidden_states():
 
     from rr1_jax.eval.evaluate import random_params
     from rr1_jax.model.config import ModelConfig
-    from tests.eval.conftest import byte_tokenizer
+    from tests.byte_tokenizer import byte_tokenizer
 
     tokenizer = byte_tokenizer()
     config = ModelConfig.tiny(vocab_size=len(tokenizer))

@@ -134,7 +134,7 @@ def test_in_memory_routing_policy_calls_and_cost_reach_the_report(tmp_path):
     from rr1_jax.eval.evaluate import LoadedPolicy, random_params
     from rr1_jax.eval.pipeline import compare_points, run_evaluation, write_outputs
     from rr1_jax.model.config import ModelConfig
-    from tests.eval.conftest import byte_tokenizer
+    from tests.byte_tokenizer import byte_tokenizer
 
     config = small_config(str(tmp_path / "out"))
     config.decoding, config.baselines, config.num_questions, config.generation.max_turns = "greedy", "prompt_llm", 4, 2

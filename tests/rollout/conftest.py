@@ -8,30 +8,12 @@ import pytest
 
 from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task
 
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+from tests.byte_tokenizer import byte_tokenizer
 
 
 def make_byte_tokenizer(route_text: str, answer_text: str):
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    from rr1_jax.generate.stops import _gpt2_unicode_to_byte
-
-    to_char = {b: c for c, b in _gpt2_unicode_to_byte().items()}
-
-    def chars(text):
-        return "".join(to_char[b] for b in text.encode("utf-8"))
-
-    vocab = {chars(route_text): 0, chars(answer_text): 1}
-    vocab.update({to_char[b]: 2 + b for b in range(256)})
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                                for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   chat_template=CHAT_TEMPLATE)
+    """Macro id 0 = a whole route, id 1 = a whole answer (see tests/byte_tokenizer.py)."""
+    return byte_tokenizer((route_text, answer_text))
 
 
 @pytest.fixture(scope="session")
