@@ -6,7 +6,9 @@
 
 Resumes automatically from the newest checkpoint in the work directory. Multi-host: set
 `--config.distributed.enabled=true` (TPU pods need nothing else; GPU/CPU clusters pass the coordinator address,
-process count and id, or the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID env vars).
+process count and id, or the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID env vars). Every
+process runs this same command; each rolls out data.batch_size / processes prompts on its own devices and makes
+their candidate calls, the PPO update runs on the mesh over all processes (rr1_jax/parallel/multihost.py).
 """
 import os
 import sys
@@ -31,7 +33,10 @@ def main(argv):
     from rr1_jax.rl.summary import print_summary
 
     summary = train(config, _WORKDIR.value)
-    print_summary(summary, config)
+    import jax
+
+    if jax.process_index() == 0:  # multi-host: validation, metrics and export live on process 0
+        print_summary(summary, config)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import os
 import time
 from typing import Optional
 
-import jax
 import numpy as np
 from flax import nnx
 
@@ -37,10 +36,11 @@ from rr1_jax.model.critic import critic_from_policy
 from rr1_jax.model.tokenizer import check_tokenizer_matches, load_tokenizer
 from rr1_jax.model.weights import model_from_config, resolve_model_path
 from rr1_jax.parallel.mesh import mesh_from_config
+from rr1_jax.parallel.multihost import HostLayout
 from rr1_jax.rl.ppo_config import optim_config_from, ppo_config_from
 from rr1_jax.rl.rewards import CostNormalizer, exact_match, extract_answer, format_reward, route_reward
 from rr1_jax.rl.sft import SFTConfig, demonstration_trajectories, sft_train
-from rr1_jax.rl.trainer import PPOTrainer, reshard_for_decode
+from rr1_jax.rl.trainer import PPOTrainer
 from rr1_jax.rollout.candidates import CandidatePool
 from rr1_jax.rollout.policy import engine_policy
 from rr1_jax.rollout.pool import PoolClient
@@ -143,7 +143,9 @@ def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNorma
                     "episode/routes": float(np.mean(routes))}
 
 
-def summarize_validation(result: MethodResult) -> dict:
+def summarize_validation(result: Optional[MethodResult]) -> dict:
+    if result is None:  # multi-host: validation ran on process 0
+        return {}
     return {f"val/{k}": result.overall(k) for k in ("em", "reward", "cost", "calls", "format")
             if result.overall(k) is not None}
 
@@ -155,6 +157,7 @@ class Run:
         self.config, self.workdir = config, workdir
         c = config
         self.mesh = mesh_from_config(c.mesh)
+        self.hosts = HostLayout(self.mesh)  # multi-host: this process's slots, decode mesh and collectives
         self.data = load_run_data(c)
         if c.data.batch_size % c.ppo.mini_batch_size:
             raise ValueError(f"data.batch_size={c.data.batch_size} must be a multiple of ppo.mini_batch_size="
@@ -185,7 +188,8 @@ class Run:
             prompt_buckets=(self.prompt_width,), response_buckets=tuple(r.response_buckets))
         self.engine = engine_policy(
             nnx.graphdef(self.model), self.initial_params, self.model.config, self.tokenizer,
-            num_slots=c.data.batch_size, max_turns=r.max_turns, max_turn_tokens=r.max_turn_tokens,
+            num_slots=self.hosts.local_batch_size(c.data.batch_size), max_turns=r.max_turns,
+            max_turn_tokens=r.max_turn_tokens,
             prompt_buckets=[self.prompt_width], obs_buckets=[_round_up(r.max_obs_length, 16)],
             sampling=SamplingParams(temperature=r.temperature, top_p=r.top_p))
         self.settings = GenerationSettings(num_slots=c.data.batch_size, max_turns=r.max_turns,
@@ -195,7 +199,11 @@ class Run:
             LoadedPolicy("policy", nnx.graphdef(self.model), self.initial_params, self.model.config,
                          self.tokenizer, c.model.path or c.model.family), self.settings)
 
-    async def validate(self, client: PoolClient, params, seed: int) -> MethodResult:
+    async def validate(self, client: PoolClient, params, seed: int) -> Optional[MethodResult]:
+        """Greedy validation; multi-host: every process makes the local weight copy, process 0 validates."""
+        params = self.hosts.local_params(params)
+        if not self.hosts.is_primary:
+            return None
         self.evaluator.policy.params = params
         return await self.evaluator.run(client, self.data.val, self.template, GREEDY, [seed], "policy",
                                         alpha=self.config.reward.alpha)
@@ -205,7 +213,8 @@ async def _train(run: Run) -> dict:
     c, trainer = run.config, run.trainer
     ckpt = TrainCheckpointer(os.path.join(run.workdir, "ckpt"), keep=c.checkpoint.keep,
                              save_every=c.checkpoint.save_every, async_save=c.checkpoint.async_save)
-    batches = QABatchIterator(run.data.train, c.data.batch_size, seed=c.seed)
+    hosts = run.hosts
+    batches = QABatchIterator(run.data.train, hosts.local_batch_size(c.data.batch_size), seed=c.seed)
     normalizer = CostNormalizer(window=c.reward.cost_window, q_low=c.reward.cost_q_low,
                                 q_high=c.reward.cost_q_high, transform=c.reward.cost_transform)
     restored = ckpt.restore(trainer.abstract_state())
@@ -213,7 +222,7 @@ async def _train(run: Run) -> dict:
         state, start = trainer.init_state(copy=False), 0
     else:
         start, state, extras = restored
-        batches.load_state_dict(extras["data"])
+        batches.load_state_dict(hosts.data_state(extras["data"]))
         normalizer.load_state_dict(extras["cost_normalizer"])
     logger = MetricsLogger(run.workdir, total_steps=c.train.total_steps, tensorboard=c.metrics.tensorboard,
                            wandb=c.metrics.wandb, wandb_project=c.metrics.wandb_project,
@@ -228,24 +237,29 @@ async def _train(run: Run) -> dict:
             t0 = time.perf_counter()
             batch = next(batches)
             records = [r for r, ok in zip(batch.records, batch.valid) if ok]
-            run.engine.params = reshard_for_decode(trainer.actor_state(state), run.mesh)
+            run.engine.params = hosts.decode_params(trainer.actor_state(state))
             result = await rollout(run.engine, client, run.tokenizer, [run.prompts[r.id] for r in records],
-                                   run.rollout_config, seed=c.seed * 1_000_003 + step)
+                                   run.rollout_config, seed=c.seed * 1_000_003 + step,
+                                   slot_ids=hosts.slot_ids(run.engine.num_slots))
             t_rollout = time.perf_counter() - t0
-            scores, metrics = score_episodes(records, result.episodes, run.pool, normalizer, c.reward,
-                                             result.trajectories.tokens.shape[0])
-            state, ppo_metrics = trainer.ppo_iteration(state, result.trajectories, scores)
+            traj = hosts.common_widths(result.trajectories, run.engine.pad_id)
+            cost_reward = hosts.cost_rewards(normalizer, [ep.cost for ep in result.episodes], traj.tokens.shape[0])
+            scores, metrics = score_episodes(records, result.episodes, run.pool, cost_reward, c.reward,
+                                             traj.tokens.shape[0])
+            metrics = hosts.mean_metrics(metrics, len(records))
+            state, ppo_metrics = trainer.ppo_iteration(state, traj, scores)
             metrics.update(ppo_metrics)
-            metrics.update({"perf/tokens": float(np.asarray(result.trajectories.attention_mask).sum()),
+            metrics.update({"perf/tokens": hosts.sum(np.asarray(traj.attention_mask).sum()),
                             "perf/rollout_s": t_rollout, "perf/iteration_s": time.perf_counter() - t0,
                             "perf/call_latency_hidden": result.timing.hidden_fraction})
             if c.train.val_every and (step + 1) % c.train.val_every == 0:
                 metrics.update(summarize_validation(await run.validate(client, trainer.actor_state(state), c.seed)))
             done = step + 1
             logger.log(done, metrics)
+            stop = hosts.any(guard.requested)
             ckpt.save(done, state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
-                      metrics_step=done, config=c.to_dict(), force=guard.requested)
-            if guard.requested:
+                      metrics_step=done, config=c.to_dict(), force=stop)
+            if stop:
                 break
         if c.train.val_every:
             summary["after"] = await run.validate(client, trainer.actor_state(state), c.seed)
@@ -256,9 +270,9 @@ async def _train(run: Run) -> dict:
     ckpt.close()
     logger.close()
     guard.uninstall()
-    if c.train.export_hf and jax.process_index() == 0:
-        summary["export"] = export_hf(trainer.actor_module(state), os.path.join(run.workdir, "hf_export"),
-                                      tokenizer=run.tokenizer)
+    if c.train.export_hf:
+        actor = nnx.merge(trainer.defs.actor, hosts.local_params(trainer.actor_state(state)))
+        summary["export"] = export_hf(actor, os.path.join(run.workdir, "hf_export"), tokenizer=run.tokenizer)
     summary["state"] = state
     return summary
 

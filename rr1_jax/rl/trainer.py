@@ -45,6 +45,8 @@ class PPOTrainer:
         self._actor_template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                                             nnx.split(actor, nnx.Param)[1])
         self.batch_shards = int(np.prod([self.mesh.shape[a] for a in ("data", "fsdp")]))
+        # processes holding this mesh's devices; > 1: ppo_iteration takes each process's own rows (multi-host)
+        self.processes = len({d.process_index for d in self.mesh.devices.flat})
         defs = self.defs
         self._prepare = jax.jit(functools.partial(prepare_batch, defs=defs, cfg=ppo, num_groups=num_groups))
         self._critic_update = jax.jit(
@@ -72,9 +74,20 @@ class PPOTrainer:
             return self._copy_state(self._initial)
 
     def shard_batch(self, tree):
-        """Place a host batch (Trajectories, scores, ...) with rows split over the data axes of the mesh."""
+        """Place a host batch (Trajectories, scores, ...) with rows split over the data axes of the mesh.
+
+        On a mesh spanning several processes each process passes only ITS rows (the same number everywhere);
+        the global batch is their concatenation in process order (`jax.make_array_from_process_local_data`).
+        """
         def put(x):
             x = np.asarray(x)
+            if self.processes > 1:
+                if not x.ndim or (x.shape[0] * self.processes) % self.batch_shards:
+                    raise ValueError(f"a process-local batch of shape {x.shape} cannot be split over the "
+                                     f"{self.batch_shards} data shards of a {self.processes}-process mesh; make the "
+                                     f"global batch a multiple of mesh.data * mesh.fsdp")
+                sharding = batch_sharding(self.mesh, x.ndim, self.rules)
+                return jax.make_array_from_process_local_data(sharding, x, (x.shape[0] * self.processes,) + x.shape[1:])
             if x.ndim and x.shape[0] % self.batch_shards == 0:
                 return jax.device_put(x, batch_sharding(self.mesh, x.ndim, self.rules))
             return jax.device_put(x, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
@@ -105,7 +118,7 @@ class PPOTrainer:
 
     # -------------------------------------------------------------------------------------------- iteration
     def _check_batch(self, traj: Trajectories) -> None:
-        n, cfg = traj.tokens.shape[0], self.cfg
+        n, cfg = traj.tokens.shape[0] * self.processes, self.cfg  # global rows
         if n % cfg.mini_batch_size:
             raise ValueError(f"trajectory batch of {n} rows is not a multiple of ppo.mini_batch_size="
                              f"{cfg.mini_batch_size}; pad the batch (build_trajectories(num_rows=...)) or change it")
@@ -116,7 +129,8 @@ class PPOTrainer:
     def ppo_iteration(self, state: TrainState, traj: Trajectories, scores, group_ids=None):
         """The whole update after a rollout: prepare → critic update → actor update (after critic warmup).
 
-        `state` is donated (do not reuse it). Returns (new state, flat dict of float metrics).
+        `state` is donated (do not reuse it). Returns (new state, flat dict of float metrics). On a mesh spanning
+        several processes, `traj` and `scores` are this process's rows (see `shard_batch`).
         """
         self._check_batch(traj)
         iteration = int(jax.device_get(state.step))  # host decision below is the same on every process

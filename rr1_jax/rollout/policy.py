@@ -8,6 +8,8 @@ Both return host-side (NumPy / list) results; the worker never touches device ar
 Interface (duck-typed):
     num_slots: int
     start(prompts, seed)     prefill slot b with prompts[b]; slots without a prompt stay inactive
+                             (EnginePolicy: `slot_ids=` gives slot b the PRNG key of batch position slot_ids[b],
+                             so a process rolling out part of a multi-host batch samples as one process would)
     decode(max_steps)        -> Segment: up to max_steps tokens per active slot; a slot stops at EOS, a stop
                              string, its per-turn token budget or a full cache, and stays stopped until resumed
     resume({slot: ids})      append each chosen slot's observation (possibly empty) and start its next turn
@@ -19,11 +21,12 @@ from __future__ import annotations
 import time
 from typing import Mapping, NamedTuple, Optional, Sequence
 
+import jax
 import numpy as np
 
 from rr1_jax.generate.buckets import pad_batch, pick_bucket
 from rr1_jax.generate.sampler import Sampler, StopReason
-from rr1_jax.generate.sampling import SamplingParams
+from rr1_jax.generate.sampling import SamplingParams, slot_keys
 from rr1_jax.generate.stops import DEFAULT_STOP_STRINGS, StopMatcher, token_bytes_from_tokenizer
 
 
@@ -52,11 +55,19 @@ class EnginePolicy:
     def pad_id(self) -> int:
         return self.sampler.pad_id
 
-    def start(self, prompts: Sequence[Sequence[int]], seed: int = 0) -> None:
+    def start(self, prompts: Sequence[Sequence[int]], seed: int = 0,
+              slot_ids: Optional[Sequence[int]] = None) -> None:
         width = pick_bucket(max(len(p) for p in prompts), self.prompt_buckets)
         tokens, lengths = pad_batch(prompts, width, self.pad_id, "left", self.num_slots)  # [B, P], [B]
         self.state = self.sampler.init_state(self.config, self.num_slots, self.cache_len, seed=seed,
                                              turn_budget=self.max_turn_tokens)
+        if slot_ids is not None:  # keys of a larger batch: slot_keys(seed, n)[i] does not depend on n
+            if len(slot_ids) != self.num_slots:
+                raise ValueError(f"slot_ids has {len(slot_ids)} entries for {self.num_slots} slots")
+            keys = slot_keys(seed, max(slot_ids) + 1)[np.asarray(slot_ids)]
+            if self.sampler.mesh is not None:
+                keys = jax.device_put(keys, self.sampler.state_sharding(self.state).keys)
+            self.state = self.state._replace(keys=keys)
         self.state = self.sampler.prefill(self.params, self.state, tokens, lengths)
 
     def decode(self, max_steps: int) -> Segment:

@@ -16,9 +16,10 @@ Two schedules over the same per-slot logic (`RolloutConfig.mode`):
 A slot's tokens depend only on its own context and PRNG key (the engine advances a slot's key only when it
 samples), so both schedules give the same trajectories; only the wall time differs.
 
-Multi-host: the async schedule's segment boundaries depend on reply timing, so hosts would diverge. The
-deterministic-control-flow points are marked `# multi-host:`: each host would allgather its slots' "decodable" and
-"reply ready" flags there, so every process runs the same jitted calls (spec/jax-design-notes.md).
+Multi-host: each process runs its own worker over its own slots, decoding on its own devices
+(`rr1_jax.parallel.multihost`), so no jitted call in the rollout spans processes and the schedules (whose segment
+boundaries depend on reply timing) need no agreement between hosts; `slot_ids` gives each slot the sampling key of
+its position in the global batch. Hosts agree only afterwards, on the trajectory widths, before the update.
 """
 from __future__ import annotations
 
@@ -77,8 +78,9 @@ class RolloutWorker:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
-    async def run(self, prompts: Sequence[Sequence[int]], seed: int = 0) -> RolloutResult:
-        """Roll out one episode per prompt (at most `policy.num_slots`)."""
+    async def run(self, prompts: Sequence[Sequence[int]], seed: int = 0,
+                  slot_ids: Optional[Sequence[int]] = None) -> RolloutResult:
+        """Roll out one episode per prompt (at most `policy.num_slots`); `slot_ids`: see EnginePolicy.start."""
         if not prompts or len(prompts) > self.policy.num_slots or any(len(p) == 0 for p in prompts):
             raise ValueError(f"need 1..{self.policy.num_slots} non-empty prompts, got {len(prompts)}")
         cfg = self.config
@@ -88,7 +90,8 @@ class RolloutWorker:
         self._timing = RolloutTiming()
         self._in_flight, self._busy_since, self._tasks, self._errors = 0, 0.0, set(), []
         start = time.perf_counter()
-        await self._on_device(self.policy.start, [s.prompt for s in self._slots], seed)
+        start_args = (seed,) if slot_ids is None else (seed, slot_ids)
+        await self._on_device(self.policy.start, [s.prompt for s in self._slots], *start_args)
         if cfg.mode == "async":
             await self._run_async()
         else:
@@ -101,7 +104,6 @@ class RolloutWorker:
         while True:
             if self._errors:
                 raise self._errors[0]
-            # multi-host: agree on the set of slots to resume and on "any slot decodable" before these calls
             ready = {b: s.pending_obs for b, s in enumerate(self._slots) if s.status == "ready"}
             decodable = any(s.status == "decoding" for s in self._slots)
             if ready and (len(ready) >= self.config.resume_min_ready or not decodable):
@@ -118,7 +120,7 @@ class RolloutWorker:
     async def _run_sync(self) -> None:
         while True:
             requests = []
-            while any(s.status == "decoding" for s in self._slots):  # multi-host: agree on "any decoding"
+            while any(s.status == "decoding" for s in self._slots):
                 requests += await self._decode_segment(launch_calls=False)
             if requests:
                 t0 = time.perf_counter()
@@ -264,10 +266,11 @@ def _action_label(action: Action, final: bool) -> str:
 
 
 async def rollout(policy, client: PoolClient, tokenizer, prompts: Sequence[Sequence[int]],
-                  config: RolloutConfig = RolloutConfig(), seed: int = 0) -> RolloutResult:
+                  config: RolloutConfig = RolloutConfig(), seed: int = 0,
+                  slot_ids: Optional[Sequence[int]] = None) -> RolloutResult:
     """One batch with a fresh worker (the client must already be started)."""
     worker = RolloutWorker(policy, client, tokenizer, config)
     try:
-        return await worker.run(prompts, seed)
+        return await worker.run(prompts, seed, slot_ids)
     finally:
         worker.close()

@@ -1,0 +1,86 @@
+"""Multi-host training on one machine: 2 processes x 2 fake CPU devices vs 1 process on 1 device.
+
+Both run configs/tiny.py (2 PPO iterations, global batch 8). In the two-process run the mesh is
+(data=1, fsdp=4, tensor=1) over both processes' devices; each process loads its data shard, rolls out its 4 slots
+on its own 2 devices against its own simulated-pool server, and the update runs on the global mesh (gloo
+collectives). Same data, same sampling key per batch position, so the final actor parameters must match the
+single process's (up to float summation order).
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_worker.py")
+TIMEOUT_S = 420
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args, devices: int, log_path: str) -> subprocess.Popen:
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    log = open(log_path, "wb")
+    return subprocess.Popen([sys.executable, WORKER, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait(procs: dict, logs: dict) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        for name, proc in procs.items():
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pass
+    failed = {n: p for n, p in procs.items() if p.poll() != 0}
+    for p in failed.values():
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if failed:
+        report = "\n".join(f"===== {n} (exit {p.returncode}) =====\n{open(logs[n], errors='replace').read()[-6000:]}"
+                           for n, p in procs.items())
+        pytest.fail(f"{sorted(failed)} failed or timed out after {TIMEOUT_S} s:\n{report}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(TIMEOUT_S + 60)
+def test_two_processes_match_one(tmp_path):
+    port = _free_port()
+    procs, logs = {}, {}
+    for pid in range(2):
+        logs[f"process {pid}"] = str(tmp_path / f"p{pid}.log")
+        procs[f"process {pid}"] = _start(
+            [f"--process-id={pid}", "--num-processes=2", f"--port={port}", f"--workdir={tmp_path / 'multi'}",
+             f"--out={tmp_path / 'multi'}"], 2, logs[f"process {pid}"])
+    logs["single"] = str(tmp_path / "single.log")
+    procs["single"] = _start([f"--workdir={tmp_path / 'single'}", f"--out={tmp_path / 'single'}"], 1,
+                             logs["single"])
+    _wait(procs, logs)
+
+    single = np.load(tmp_path / "single.0.npz")
+    assert int(single["step"]) == 2
+    for pid in range(2):
+        multi = np.load(tmp_path / f"multi.{pid}.npz")
+        assert sorted(multi.files) == sorted(single.files)
+        diffs = {k: float(np.max(np.abs(multi[k] - single[k]))) for k in single.files if k != "step"}
+        print(f"process {pid}: max |multi - single| over {len(diffs)} actor arrays = {max(diffs.values()):.3g}")
+        for k in diffs:
+            np.testing.assert_allclose(multi[k], single[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    # same episodes (rewards, routes, token counts) and same losses per iteration; the actor was updated
+    rows = {name: [json.loads(x) for x in open(tmp_path / name / "metrics.jsonl")] for name in ("single", "multi")}
+    assert [r["step"] for r in rows["multi"]] == [1, 2]
+    for one, two in zip(rows["single"], rows["multi"]):
+        assert one["actor/updated"] == two["actor/updated"] == 1.0
+        for key in ("episode/reward", "episode/em", "episode/routes", "episode/cost", "perf/tokens",
+                    "actor/pg_loss", "critic/vf_loss"):
+            assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
+    assert sorted(os.listdir(tmp_path / "multi" / "ckpt"))[-1] == "2"  # written collectively by both processes
