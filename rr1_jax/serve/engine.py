@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import Optional
 
 from rr1_jax.generate.buckets import pick_bucket
@@ -52,6 +53,7 @@ class ContinuousBatcher:
         self.failure: Optional[BaseException] = None
         self.segments = 0
         self.writes = 0
+        self.device_s = 0.0  # time in engine calls (writes and decode segments)
 
     # ---- lifecycle ----
     def start(self) -> None:
@@ -96,7 +98,8 @@ class ContinuousBatcher:
 
     def stats(self) -> dict:
         return {"slots": self.slots.num_slots, "busy": sum(o is not None for o in self.owner),
-                "queued": len(self.pending), "calls_in_flight": len(self.calls), "segments": self.segments}
+                "queued": len(self.pending), "calls_in_flight": len(self.calls), "segments": self.segments,
+                "writes": self.writes, "device_s": round(self.device_s, 3)}
 
     # ---- the loop ----
     async def _run(self) -> None:
@@ -105,12 +108,16 @@ class ContinuousBatcher:
                 self._wake.clear()
                 starts, resumes, budgets, seeds, stops = self._plan()
                 if starts or resumes or stops:
+                    t0 = time.perf_counter()
                     await asyncio.to_thread(self.slots.write, starts, resumes, budgets, seeds, stops)
+                    self.device_s += time.perf_counter() - t0
                     self.writes += 1
                     for slot in list(starts) + list(resumes):  # unless cancelled meanwhile (then stopped next)
                         self.decoding[slot] = self.owner[slot] is not None
                 if any(self.decoding):
+                    t0 = time.perf_counter()
                     segment = await asyncio.to_thread(self.slots.decode, self.segment_steps)
+                    self.device_s += time.perf_counter() - t0
                     self.segments += 1
                     self._dispatch(segment)
                 elif not (starts or resumes or stops):
