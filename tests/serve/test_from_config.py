@@ -1,0 +1,24 @@
+"""launch/serve.py's path: a config file + a policy spec -> pool (simulated, in-process) + template + service."""
+import contextlib
+import importlib
+
+import openai
+
+from rr1_jax.serve.from_config import build_service, describe
+from tests.serve.conftest import running_service
+
+
+def test_tiny_config_with_the_toy_policy_routes_through_the_config_pool():
+    config = importlib.import_module("configs.tiny").get_config()
+    with contextlib.ExitStack() as stack:
+        service = build_service(config, "toy", "router", stack, max_prompt_tokens=512, max_obs_length=200,
+                                num_slots=2, warmup=False)
+        assert service.limits.max_routed_calls == config.rollout.max_turns
+        assert "Qwen2.5-7B-Instruct" in service.template and "rr1-router" in describe(service)
+        with running_service(service) as url:
+            client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=120.0)
+            response = client.chat.completions.create(model="rr1-router",
+                                                      messages=[{"role": "user", "content": "Which capital?"}])
+    trace = response.router_trace
+    assert trace["num_calls"] == 1 and trace["calls"][0]["error"] is None and trace["finished"] == "answer"
+    assert trace["calls"][0]["response"].startswith(response.choices[0].message.content)
