@@ -160,7 +160,7 @@ class RouterJob(Job):
             return self._done(text.strip(), "length", "turn-limit")  # the final generation did not answer
         if action.is_route:
             return self._route(action)
-        return self._encode(self.rules.invalid_observation) if self.rules.invalid_observation else []
+        return self._encode(self.rules.invalid_observation)[:self.rules.max_obs_length]
 
     async def _route(self, action) -> list:
         candidate = resolve_route(action, self.client.pool, self.rules.resolve_mode)
