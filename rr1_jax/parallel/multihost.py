@@ -107,14 +107,23 @@ class HostLayout:
     def is_primary(self) -> bool:
         return self.index == 0
 
-    def local_batch_size(self, global_batch: int) -> int:
-        """Prompts (= rollout slots) of this process per iteration."""
+    def local_batch_size(self, global_batch: int, num_records: Optional[int] = None) -> int:
+        """Prompts (= rollout slots) of this process per iteration. With `num_records` (the training set's size)
+        it also checks that no process is ever left without a real question in an epoch's last batch."""
         if not self.multi:
             return global_batch
         if global_batch % self.count:
             raise ValueError(f"data.batch_size={global_batch} must be a multiple of the process count "
                              f"{self.count} (each process rolls out batch_size / processes slots)")
-        return global_batch // self.count
+        local = global_batch // self.count
+        if num_records is not None:
+            shard = -(-num_records // self.count)  # QABatchIterator pads every shard to this length
+            last_start = local * (-(-shard // local) - 1)
+            if len(range(self.count - 1, num_records, self.count)) <= last_start:
+                raise ValueError(f"{num_records} training questions over {self.count} processes x {local} slots "
+                                 f"leave the last process no real question in an epoch's last batch; drop or add a "
+                                 f"few questions or change data.batch_size")
+        return local
 
     def slot_ids(self, num_slots: int) -> Optional[list[int]]:
         """Data position (in the global batch) of each local slot; None with one process (slot = position)."""

@@ -214,7 +214,8 @@ async def _train(run: Run) -> dict:
     ckpt = TrainCheckpointer(os.path.join(run.workdir, "ckpt"), keep=c.checkpoint.keep,
                              save_every=c.checkpoint.save_every, async_save=c.checkpoint.async_save)
     hosts = run.hosts
-    batches = QABatchIterator(run.data.train, hosts.local_batch_size(c.data.batch_size), seed=c.seed)
+    batches = QABatchIterator(run.data.train, hosts.local_batch_size(c.data.batch_size, len(run.data.train)),
+                              seed=c.seed)
     normalizer = CostNormalizer(window=c.reward.cost_window, q_low=c.reward.cost_q_low,
                                 q_high=c.reward.cost_q_high, transform=c.reward.cost_transform)
     restored = ckpt.restore(trainer.abstract_state())

@@ -166,3 +166,25 @@ def test_local_copy_lands_in_the_decode_layout(mesh_devices):
             want, is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))):
         np.testing.assert_array_equal(np.asarray(got), ref)
         assert got.sharding.is_equivalent_to(sharding, got.ndim)
+
+
+@pytest.mark.parametrize("processes", [2, 3, 4])
+def test_shard_check_matches_the_iterator(processes):
+    """local_batch_size(num_records=n) rejects exactly the sizes where some process's batch has no real row."""
+    from rr1_jax.data.batching import QABatchIterator
+    from rr1_jax.data.qa import QARecord
+
+    mesh = make_mesh(devices=jax.devices()[:1])
+    for local in (1, 2, 3, 4):
+        for n in range(processes, 40):
+            records = [QARecord(question=f"q{i}", golden_answers=["a"], data_source="s", id=str(i)) for i in range(n)]
+            empty = False
+            for p in range(processes):
+                it = QABatchIterator(records, local, seed=0, process_index=p, process_count=processes, num_epochs=1)
+                empty |= any(not batch.valid.any() for batch in it)
+            layout = HostLayout(mesh, process_index=0, process_count=processes)
+            if empty:
+                with pytest.raises(ValueError, match="no real question"):
+                    layout.local_batch_size(local * processes, n)
+            else:
+                assert layout.local_batch_size(local * processes, n) == local
