@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"  # compute dtype; bfloat16 on TPU/GPU
     c.model.param_dtype = "float32"  # master weights
     c.model.remat = "none"  # none | full | dots | dots_no_batch
+    # Top-level parameters SFT and the PPO actor never update, e.g. ("embed",): a tiny demo policy keeps its
+    # random token embeddings fixed, so names it never trained on stay as copyable as the ones it did.
+    c.model.frozen = ()
 
     # Device mesh (data, fsdp, tensor); one size may be -1 to take the remaining devices.
     c.mesh = ml_collections.ConfigDict()
@@ -44,7 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.val_source = ""  # QA file(s) for validation; synthetic: its test split
     c.data.batch_size = 64  # prompts per PPO iteration (global)
     c.data.val_size = 64  # validation questions
-    c.data.synthetic = ml_collections.ConfigDict(dict(seed=0, num_train=400, num_test=200))
+    c.data.synthetic = ml_collections.ConfigDict(dict(seed=0, num_train=400, num_test=200, countries_per_split=40,
+                                                      companies_per_split=60, albums_per_split=60))
 
     # Candidate pool: "simulated" (OpenAI-compatible server of simulated candidates, started in-process),
     # "router_r1" (upstream's six models; API keys from the env vars each candidate names) or a JSON file.
@@ -81,8 +85,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.reward.cost_q_high = 0.95
     c.reward.cost_transform = "sqrt"
 
-    # Supervised warm start on demonstrations of the synthetic task (0 steps = off).
-    c.sft = ml_collections.ConfigDict(dict(steps=0, strategy="uniform", num_demos=256, lr=1e-5, batch_size=8,
+    # Supervised warm start on demonstrations of the synthetic task (0 steps = off). strategy: which candidate a
+    # demonstration calls (oracle | specialist | uniform); style: verbose (Router-R1-like reasoning) | terse.
+    c.sft = ml_collections.ConfigDict(dict(steps=0, strategy="uniform", style="verbose", num_demos=256, lr=1e-5,
+                                           batch_size=8,
                                            warmup_steps=0, weight_decay=0.01, grad_clip=1.0, logprob_chunk=256,
                                            seed=0))
 

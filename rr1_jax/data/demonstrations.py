@@ -18,9 +18,12 @@ from rr1_jax.data.synthetic_candidates import CandidateProfile, simulated_reply
 from rr1_jax.data.synthetic_routing import normalize_answer, oracle_choice
 
 STRATEGIES = ("oracle", "specialist", "uniform")
+STYLES = ("verbose", "terse")
 _TOPIC = {"capital": "the capital of a country", "founder": "the founder of a company",
           "founding_country": "the country where a company was founded", "album_year": "the release year of an album",
           "multihop": "the capital of the country where a company was founded"}
+_TERSE_TOPIC = {"capital": "capital", "founder": "founder", "founding_country": "country", "album_year": "album",
+                "multihop": "capital of founding country"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,15 +70,21 @@ def _hop_query(fact: Fact) -> str:
 
 
 def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequence[CandidateProfile], *,
-                       seed: int = 0, strategy: str = "oracle", decompose_multihop: bool = True) -> Demonstration:
+                       seed: int = 0, strategy: str = "oracle", decompose_multihop: bool = True,
+                       style: str = "verbose") -> Demonstration:
     """One trajectory for ``record``; multi-hop questions take two routed calls when ``decompose_multihop``.
 
     ``strategy="oracle"`` calls the cheapest candidate that answers each hop correctly (the domain specialist when
     none does); ``"specialist"`` always calls the most accurate candidate for the hop's domain; ``"uniform"``
     calls a candidate drawn uniformly (deterministic per seed and query), teaching the format but not the routing.
+    ``style="terse"`` keeps only what a route needs: ``<think>`` names the hop's domain in a word or two, the final
+    turn is just the answer (a tiny policy then spends its capacity on routing and copying, not on prose).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    terse = style == "terse"
     fact = table.lookup(record.question)
     if fact is None:
         raise ValueError(f"record {record.id!r}: question mentions no entity of this knowledge table")
@@ -89,7 +98,10 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
     while True:
         query = record.question if hop is fact else _hop_query(hop)
         profile = _choose(strategy, hop, query, profiles, table, seed)
-        think += f" {profile.name} is a good choice for questions about {_TOPIC[hop.kind]}."
+        if terse:
+            think = _TERSE_TOPIC[hop.kind]
+        else:
+            think += f" {profile.name} is a good choice for questions about {_TOPIC[hop.kind]}."
         segments.append(Segment(f"<think>{think}</think>\n<search> {profile.name}: {query} </search>", True))
         reply = simulated_reply(profile, query, table, seed)
         segments.append(Segment(f"\n\n<information>{reply.text.strip()}</information>\n\n", False))
@@ -100,15 +112,15 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
             break
         hop = table.fact("capital", answer)
         think = f"{profile.name} says {fact.entity} was founded in {answer}. Now I need the capital of {answer}."
-    segments.append(Segment(f"<think>{profile.name} answered {answer}, which answers the question.</think>\n"
-                            f"<answer> {answer} </answer>", True))
+    final_think = "" if terse else f"<think>{profile.name} answered {answer}, which answers the question.</think>\n"
+    segments.append(Segment(f"{final_think}<answer> {answer} </answer>", True))
     correct = normalize_answer(answer) in {normalize_answer(g) for g in record.golden_answers}
     return Demonstration(record=record, segments=tuple(segments), routes=tuple(routes), final_answer=answer,
                          correct=correct, cost=cost)
 
 
 def make_demonstrations(records: Sequence[QARecord], table: KnowledgeTable, profiles: Sequence[CandidateProfile],
-                        *, seed: int = 0, strategy: str = "oracle",
-                        decompose_multihop: bool = True) -> list[Demonstration]:
+                        *, seed: int = 0, strategy: str = "oracle", decompose_multihop: bool = True,
+                        style: str = "verbose") -> list[Demonstration]:
     return [make_demonstration(r, table, profiles, seed=seed, strategy=strategy,
-                               decompose_multihop=decompose_multihop) for r in records]
+                               decompose_multihop=decompose_multihop, style=style) for r in records]

@@ -6,6 +6,7 @@ generation engine's stop-string automaton works unchanged. Training is determini
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable, Sequence
 
 from rr1_jax.data.demonstrations import make_demonstrations
@@ -42,3 +43,36 @@ def train_task_tokenizer(corpus: Iterable[str], vocab_size: int = 2048):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     backend.train_from_iterator(corpus, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=SPECIAL_TOKENS[0], eos_token=SPECIAL_TOKENS[1])
+
+
+def train_word_tokenizer(corpus: Iterable[str]):
+    """A word-level tokenizer: every word, number and punctuation run of the corpus (with and without a leading
+    space, GPT-2 pre-tokenisation, byte-level so decoding is exact) is one token; router tags are whole tokens;
+    the 256 single bytes and the years 1900-2099 are always in.
+
+    For the tiny demo policy: an entity name is one token, so copying it from the question or from a reply is
+    a single attention lookup instead of a multi-token induction (which a 2-layer model does not learn in a CPU
+    budget). Text made of corpus words encodes losslessly; any other word becomes [UNK].
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    space = pre.pre_tokenize_str(" a")[0][0][0]  # the byte-level symbol of a space ("Ġ")
+    counts: dict[str, int] = {}
+    tag_split = re.compile("(" + "|".join(map(re.escape, ROUTER_TAGS)) + ")")
+    for text in list(corpus) + [" ".join(str(y) for y in range(1900, 2100))]:
+        parts = [p for p in tag_split.split(text) if p and p not in ROUTER_TAGS]  # as encoding will see them
+        for piece, _ in (x for part in parts for x in pre.pre_tokenize_str(part)):
+            bare = piece[1:] if piece.startswith(space) and len(piece) > 1 else piece
+            for form in (bare, space + bare):
+                counts[form] = counts.get(form, 0) + 1
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + ("[UNK]",))}
+    for piece in list(pre_tokenizers.ByteLevel.alphabet()) + sorted(counts, key=lambda w: (-counts[w], w)):
+        vocab.setdefault(piece, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre
+    backend.decoder = decoders.ByteLevel()
+    backend.add_tokens([AddedToken(tag, normalized=False) for tag in ROUTER_TAGS])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=SPECIAL_TOKENS[0], eos_token=SPECIAL_TOKENS[1],
+                                   unk_token="[UNK]")

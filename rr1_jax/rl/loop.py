@@ -27,7 +27,7 @@ from rr1_jax.data.demonstrations import make_demonstrations
 from rr1_jax.data.qa import QARecord, load_qa_file
 from rr1_jax.data.synthetic import SyntheticConfig, SyntheticTask, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
-from rr1_jax.data.synthetic_tokenizer import task_corpus, train_task_tokenizer
+from rr1_jax.data.synthetic_tokenizer import task_corpus, train_task_tokenizer, train_word_tokenizer
 from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator
 from rr1_jax.eval.report import GREEDY, MethodResult
 from rr1_jax.generate.sampling import SamplingParams
@@ -61,7 +61,9 @@ def load_run_data(config) -> RunData:
     d = config.data
     if d.source == "synthetic":
         s = d.synthetic
-        task = make_synthetic_task(SyntheticConfig(seed=s.seed, num_train=s.num_train, num_test=s.num_test))
+        task = make_synthetic_task(SyntheticConfig(
+            seed=s.seed, num_train=s.num_train, num_test=s.num_test, countries_per_split=s.countries_per_split,
+            companies_per_split=s.companies_per_split, albums_per_split=s.albums_per_split))
         return RunData(task.train, task.test[:d.val_size], task)
     train = [r for path in str(d.source).split(",") if path.strip() for r in load_qa_file(path.strip())]
     val = [r for path in str(d.val_source).split(",") if path.strip() for r in load_qa_file(path.strip())]
@@ -74,7 +76,9 @@ def build_tokenizer(config, data: RunData, template: str):
     if spec.startswith("synthetic:"):
         if data.task is None:
             raise ValueError(f"model.tokenizer={spec!r} needs data.source='synthetic'")
-        tokenizer = train_task_tokenizer(task_corpus(data.task, [template]), int(spec.split(":", 1)[1]))
+        kind = spec.split(":", 1)[1]
+        corpus = task_corpus(data.task, [template])
+        tokenizer = train_word_tokenizer(corpus) if kind == "words" else train_task_tokenizer(corpus, int(kind))
     else:
         tokenizer = load_tokenizer(resolve_model_path(spec))
     if tokenizer.pad_token_id is None:
@@ -108,15 +112,22 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
     if data.task is None:
         raise ValueError("sft.steps > 0 needs the synthetic task (data.source='synthetic') for demonstrations")
     records = data.train[:s.num_demos]
-    demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy)
+    demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy,
+                                style=s.style)
     prompts = {r.id: render_prompt(tokenizer, r.question, template) for r in records}
-    response_width = _round_up(max(len(tokenizer.encode(d.text, add_special_tokens=False)) for d in demos) + 8)
+    obs_cap = config.rollout.max_obs_length
+
+    def response_tokens(demo) -> int:
+        return sum(min(n, obs_cap) if not seg.is_policy else n for seg in demo.segments
+                   for n in [len(tokenizer.encode(seg.text, add_special_tokens=False))])
+
     traj = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.id],
-                                      _round_up(max(len(p) for p in prompts.values())), response_width,
-                                      tokenizer.pad_token_id)
+                                      _round_up(max(len(p) for p in prompts.values())),
+                                      _round_up(max(map(response_tokens, demos)) + 8), tokenizer.pad_token_id,
+                                      max_obs_length=obs_cap)
     sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size, warmup_steps=s.warmup_steps,
                         weight_decay=s.weight_decay, grad_clip=s.grad_clip, logprob_chunk=s.logprob_chunk,
-                        seed=s.seed)
+                        seed=s.seed, frozen=tuple(config.model.frozen))
     params, losses = sft_train(model, traj, sft_cfg)
     return nnx.merge(nnx.graphdef(model), params), losses
 
@@ -179,7 +190,8 @@ class Run:
             self.model, self.sft_losses = sft_warm_start(self.model, self.tokenizer, self.data, self.template, c)
         self.ppo = ppo_config_from(c.ppo)
         critic = critic_from_policy(self.model, seed=c.seed) if self.ppo.uses_critic else None
-        self.trainer = PPOTrainer(self.model, critic, self.ppo, optim_config_from(c.optim.actor, "optim.actor"),
+        actor_optim = dataclasses.replace(optim_config_from(c.optim.actor, "optim.actor"), frozen=tuple(c.model.frozen))
+        self.trainer = PPOTrainer(self.model, critic, self.ppo, actor_optim,
                                   optim_config_from(c.optim.critic, "optim.critic"), self.mesh, seed=c.seed)
         self.initial_params = nnx.split(self.model, nnx.Param)[1]  # the policy before PPO (summary baseline)
         r = c.rollout

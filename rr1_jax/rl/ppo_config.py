@@ -29,6 +29,7 @@ class OptimConfig:
     grad_clip: float = 1.0
     warmup_steps: int = 0  # upstream: int(lr_warmup_steps_ratio · total_training_steps); Router-R1 uses 0
     upstream_zero_first_lr: bool = False
+    frozen: tuple[str, ...] = ()  # top-level parameter names never updated (e.g. ("embed",)); see train_state
 
     def __post_init__(self):
         if not self.lr >= 0 or self.warmup_steps < 0 or not self.grad_clip > 0:

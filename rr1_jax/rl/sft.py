@@ -20,6 +20,7 @@ from flax import nnx
 from rr1_jax.data.demonstrations import Demonstration
 from rr1_jax.data.qa import QARecord
 from rr1_jax.rl.logprobs import token_logprobs
+from rr1_jax.rl.train_state import freeze
 from rr1_jax.rollout.trajectory import Trajectories, build_trajectories
 
 
@@ -33,6 +34,7 @@ class SFTConfig:
     grad_clip: float = 1.0
     logprob_chunk: int = 256
     seed: int = 0
+    frozen: tuple[str, ...] = ()  # top-level parameter names left untouched (e.g. ("embed",))
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -41,16 +43,20 @@ class SFTConfig:
 
 def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
                                prompt_ids: Callable[[QARecord], Sequence[int]], prompt_width: int,
-                               response_width: int, pad_id: int, num_rows: Optional[int] = None) -> Trajectories:
+                               response_width: int, pad_id: int, num_rows: Optional[int] = None,
+                               max_obs_length: Optional[int] = None) -> Trajectories:
     """Trajectories of demonstrations: each segment tokenised on its own (as the rollout appends observations).
 
-    `prompt_ids(record)` renders the Router-R1 prompt (template + chat template) as token ids.
+    `prompt_ids(record)` renders the Router-R1 prompt (template + chat template) as token ids. Observations are
+    cut to their first `max_obs_length` tokens, as the rollout cuts them, so training sees what sampling will.
     """
     prompts, responses, flags = [], [], []
     for demo in demos:
         ids, is_policy = [], []
         for segment in demo.segments:
             seg_ids = list(tokenizer.encode(segment.text, add_special_tokens=False))
+            if not segment.is_policy and max_obs_length is not None:
+                seg_ids = seg_ids[:max_obs_length]
             ids += seg_ids
             is_policy += [segment.is_policy] * len(seg_ids)
         if len(ids) > response_width:
@@ -73,8 +79,9 @@ def sft_loss(graphdef: nnx.GraphDef, params, traj: Trajectories, chunk_size: int
 
 def _optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
     schedule = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
-                       optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay))
+    return optax.chain(freeze(cfg.frozen), optax.clip_by_global_norm(cfg.grad_clip),
+                       optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay),
+                       freeze(cfg.frozen))
 
 
 def sft_train(model: nnx.Module, traj: Trajectories, cfg: SFTConfig = SFTConfig()):

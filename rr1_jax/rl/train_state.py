@@ -57,15 +57,24 @@ def fresh_copy(params: Params, shardings: Params) -> Params:
     return jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=shardings)(params)
 
 
+def freeze(names: tuple[str, ...]) -> optax.GradientTransformation:
+    """Zeroes the updates of the top-level parameters in `names` (identity when empty)."""
+    if not names:
+        return optax.identity()
+    return optax.masked(optax.set_to_zero(),
+                        lambda params: {k: jax.tree.map(lambda _: k in names, v) for k, v in params.items()})
+
+
 def gradient_transform(cfg: OptimConfig) -> optax.GradientTransformation:
     """Global-norm clip, then AdamW's direction including decoupled weight decay — learning rate NOT applied.
 
     The update is `params - lr · direction`, exactly optax.adamw (torch AdamW), with `lr` from
     `learning_rate()` so the schedule advances per PPO iteration, not per optimizer step (spec P6).
+    Frozen parameters get no gradient in the clipping norm and no update (not even weight decay).
     """
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+    return optax.chain(freeze(cfg.frozen), optax.clip_by_global_norm(cfg.grad_clip),
                        optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
-                       optax.add_decayed_weights(cfg.weight_decay))
+                       optax.add_decayed_weights(cfg.weight_decay), freeze(cfg.frozen))
 
 
 def learning_rate(cfg: OptimConfig, updates_done: jax.Array) -> jax.Array:

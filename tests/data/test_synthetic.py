@@ -158,3 +158,39 @@ def test_uniform_demonstrations_spread_over_candidates():
     assert max(first_calls.count(n) for n in set(first_calls)) < 0.35 * len(demos)  # none dominates
     again = make_demonstrations(task.train, task.table, default_candidates(), seed=1, strategy="uniform")
     assert [d.routes for d in again] == [d.routes for d in demos]
+
+
+def test_terse_demonstrations_keep_routes_and_answers_and_pass_the_format_gate():
+    from rr1_jax.rl.rewards import format_reward  # default pool: upstream's, whose names the profiles reuse
+
+    records = TASK.train[:40]
+    verbose = make_demonstrations(records, TASK.table, PROFILES, strategy="oracle")
+    terse = make_demonstrations(records, TASK.table, PROFILES, strategy="oracle", style="terse")
+    for long, short in zip(verbose, terse):
+        assert short.routes == long.routes and short.final_answer == long.final_answer and short.cost == long.cost
+        assert [s.text for s in short.segments if not s.is_policy] == [s.text for s in long.segments
+                                                                        if not s.is_policy]
+        assert len(short.text) < len(long.text)
+        assert re.fullmatch(r"<think>[a-z ]+</think>\n<search> [^:]+: [^<]+ </search>", short.segments[0].text)
+        assert short.segments[-1].text == f"<answer> {short.final_answer} </answer>"
+        assert format_reward(short.text) == 0.0
+    with pytest.raises(ValueError, match="style must be one of"):
+        make_demonstration(records[0], TASK.table, PROFILES, style="chatty")
+
+
+def test_word_tokenizer_makes_every_entity_one_token_and_round_trips_task_text():
+    from rr1_jax.data.synthetic_tokenizer import ROUTER_TAGS, task_corpus, train_word_tokenizer
+
+    task = make_synthetic_task(SyntheticConfig(seed=1, num_train=40, num_test=20))
+    tokenizer = train_word_tokenizer(task_corpus(task, ["Question: {question}\n"]))
+    for record in task.train + task.test:  # test entities too: the vocabulary covers the whole world
+        entity = record.metadata["entity"].split()[0]
+        assert len(tokenizer.encode(" " + entity, add_special_tokens=False)) == 1
+    for demo in make_demonstrations(task.train[:20], task.table, PROFILES, strategy="uniform", style="terse"):
+        ids = tokenizer.encode(demo.text, add_special_tokens=False)
+        assert tokenizer.decode(ids) == demo.text and tokenizer.unk_token_id not in ids
+    for tag in ROUTER_TAGS:
+        assert len(tokenizer.encode(tag, add_special_tokens=False)) == 1
+    years = tokenizer.encode(" 1901 2098", add_special_tokens=False)
+    assert len(years) == 2 and tokenizer.unk_token_id not in years
+    assert tokenizer.encode("Zzyzx", add_special_tokens=False) == [tokenizer.unk_token_id]

@@ -47,6 +47,22 @@ def test_segments_become_policy_and_observation_masks():
     assert traj.row_valid.tolist() == [True] * 6 + [False] * 2
 
 
+def test_observations_are_cut_like_the_rollout_cuts_them():
+    task = make_synthetic_task(SyntheticConfig(num_train=12, num_test=2))
+    demos = make_demonstrations(task.train[:6], task.table, default_candidates(), style="terse")
+    tok = WordTokenizer()
+    traj = demonstration_trajectories(demos, tok, _prompt, 24, 256, pad_id=0, max_obs_length=3)
+    for i, demo in enumerate(demos):
+        want_ids, want_flags = [], []
+        for segment in demo.segments:
+            ids = tok.encode(segment.text)[:None if segment.is_policy else 3]  # head kept, as worker.py does
+            want_ids += ids
+            want_flags += [segment.is_policy] * len(ids)
+        n = len(want_ids)
+        assert traj.tokens[i, 24:24 + n].tolist() == want_ids and not traj.attention_mask[i, 24 + n:].any()
+        assert traj.loss_mask[i, :n].tolist() == want_flags
+
+
 def _short_demos(n=8):
     """Short hand-made demonstrations (response <= 28 word tokens) ending in an observation on odd rows."""
     demos = []
