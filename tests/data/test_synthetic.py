@@ -194,3 +194,25 @@ def test_word_tokenizer_makes_every_entity_one_token_and_round_trips_task_text()
     years = tokenizer.encode(" 1901 2098", add_special_tokens=False)
     assert len(years) == 2 and tokenizer.unk_token_id not in years
     assert tokenizer.encode("Zzyzx", add_special_tokens=False) == [tokenizer.unk_token_id]
+    named = train_word_tokenizer(task_corpus(task, ["Question: {question}\n"]), [p.name for p in PROFILES])
+    for profile in PROFILES:  # a routing choice is one token
+        text = f"<search> {profile.name}: {task.test[0].question} </search>"
+        ids = named.encode(text, add_special_tokens=False)
+        assert named.decode(ids) == text and len(named.encode(profile.name, add_special_tokens=False)) == 1
+
+
+def test_task_tokenizers_are_the_same_in_every_process():
+    """A run rebuilds its tokenizer from the config, so ids must not depend on the process (hash seed)."""
+    import subprocess
+    import sys
+
+    code = ("from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task\n"
+            "from rr1_jax.data.synthetic_tokenizer import task_corpus, train_task_tokenizer, train_word_tokenizer\n"
+            "task = make_synthetic_task(SyntheticConfig(seed=2, num_train=20, num_test=5))\n"
+            "text = ' \\n'.join(r.question for r in task.test) + ' <think> x'\n"
+            "print(train_word_tokenizer(task_corpus(task), ['Qwen2.5-7B-Instruct']).encode(text))\n"
+            "print(train_task_tokenizer(task_corpus(task), 400).encode(text))\n")
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2", "3")}
+    assert len(outputs) == 1, outputs

@@ -1,0 +1,125 @@
+"""Learning benchmark (issue #7): does PPO teach the tiny demo policy to route on the synthetic task?
+
+One run, three policies evaluated greedily on the same held-out questions (test split, disjoint entities):
+  1. the SFT start: `configs/demo.py`'s warm start on uniform-route demonstrations (format, no routing choice),
+     exported once and shared by both PPO runs;
+  2. PPO with alpha=0 (reward = format-gated exact match) from that start;
+  3. PPO with alpha=0.9 (exact match traded for low cost) from the same start;
+next to the oracle router and every single candidate (one call with the question), which need no policy.
+Prints the table and the four targets (EM gain >= 0.25, >= 90% of the oracle, >= best single + 0.10, and a cost
+cut >= 50% at an EM loss <= 0.15 with alpha=0.9), then peak RSS.
+
+Usage: `.venv/bin/python benchmarks/learning.py [--steps 40] [--eval 100] [--workdir runs/learning]`
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import demo  # noqa: E402
+from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
+from rr1_jax.data.synthetic_routing import routing_reference  # noqa: E402
+from rr1_jax.eval.scoring import CALLS_PREFIX, OVERALL  # noqa: E402
+from rr1_jax.rl.loop import load_run_data, train  # noqa: E402
+
+
+def _config(workdir: str, steps: int, eval_size: int, **overrides):
+    c = demo.get_config()
+    c.workdir = workdir
+    c.data.val_size = eval_size
+    c.data.synthetic.num_test = max(c.data.synthetic.num_test, eval_size)
+    c.train.total_steps = steps
+    c.train.val_every = 0 if steps == 0 else steps  # validate at the end only (and before, in `train`)
+    c.metrics.progress = False
+    for key, value in overrides.items():
+        node = c
+        *path, last = key.split(".")
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return c
+
+
+def _routes(result) -> str:
+    """Most-called candidate per domain, e.g. `capital: Qwen2.5-7B 0.95`."""
+    out = []
+    for group, row in sorted(result.per_seed[0].items()):
+        if group == OVERALL:
+            continue
+        calls = sorted(((k[len(CALLS_PREFIX):], v) for k, v in row.items() if k.startswith(CALLS_PREFIX) and v),
+                       key=lambda kv: -kv[1])
+        top = f"{calls[0][0].replace('-Instruct', '')} {calls[0][1]:.2f}" if calls else "none"
+        out.append(f"{group.removeprefix('synthetic_')}: {top}")
+    return "; ".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=demo.get_config().train.total_steps, help="PPO iterations")
+    parser.add_argument("--eval", type=int, default=100, help="held-out questions evaluated")
+    parser.add_argument("--alpha", type=float, default=0.9, help="cost weight of the cost-aware run")
+    parser.add_argument("--workdir", default="runs/learning")
+    args = parser.parse_args()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    t0 = time.perf_counter()
+
+    sft_dir = os.path.join(args.workdir, "sft")
+    start = train(_config(sft_dir, 0, args.eval, **{"train.val_every": 0}))
+    start_path = start["export"]
+    t_sft = time.perf_counter() - t0
+    runs = {}
+    for alpha in (0.0, args.alpha):
+        t = time.perf_counter()
+        c = _config(os.path.join(args.workdir, f"ppo_alpha{alpha:g}"), args.steps, args.eval,
+                    **{"model.path": start_path, "sft.steps": 0, "reward.alpha": alpha})
+        runs[alpha] = train(c), time.perf_counter() - t
+
+    c = _config(sft_dir, 0, args.eval)
+    data = load_run_data(c)  # the same held-out questions the runs validated on
+    ref = routing_reference(data.val, default_candidates(), data.task.table, seed=c.pool.simulated_seed)
+    best = ref.best_single
+    sft_result = runs[0.0][0]["before"]
+    ppo0, ppo9 = runs[0.0][0]["after"], runs[args.alpha][0]["after"]
+
+    def em(r):
+        return r.overall("em")
+
+    def cost(r):
+        return r.overall("cost")
+
+    print(f"\nsynthetic task, {args.eval} held-out questions, greedy decoding; PPO {args.steps} iterations "
+          f"(SFT {t_sft:.0f} s, PPO alpha=0 {runs[0.0][1]:.0f} s, alpha={args.alpha:g} {runs[args.alpha][1]:.0f} s)\n")
+    print("| router | EM | cost / question | calls / question | most-called candidate per domain |")
+    print("|---|---|---|---|---|")
+    for name, r in (("SFT start (uniform routes)", sft_result), ("PPO alpha=0", ppo0),
+                    (f"PPO alpha={args.alpha:g}", ppo9)):
+        print(f"| {name} | {em(r):.3f} | {cost(r):.1f} | {r.overall('calls'):.2f} | {_routes(r)} |")
+    print(f"| oracle (hindsight, one call) | {ref.oracle.em:.3f} | {ref.oracle.cost:.1f} | 1.00 | |")
+    print(f"| best single: {best.name} | {best.em:.3f} | {best.cost:.1f} | 1.00 | |")
+
+    gain = em(ppo0) - em(sft_result)
+    cut = 1.0 - cost(ppo9) / max(cost(ppo0), 1e-9)
+    loss = em(ppo0) - em(ppo9)
+    targets = [
+        (f"PPO raises EM by >= 0.25 over the SFT start: +{gain:.3f}", gain >= 0.25),
+        (f"PPO reaches >= 90% of the oracle's EM: {em(ppo0) / ref.oracle.em:.1%}", em(ppo0) >= 0.9 * ref.oracle.em),
+        (f"PPO beats the best single candidate by >= 0.10: {em(ppo0) - best.em:+.3f}", em(ppo0) >= best.em + 0.10),
+        (f"alpha={args.alpha:g} cuts cost >= 50% ({cut:.1%}) at an EM loss <= 0.15 ({loss:+.3f})",
+         cut >= 0.5 and loss <= 0.15),
+    ]
+    print()
+    for text, ok in targets:
+        print(f"[{'met' if ok else 'MISSED'}] {text}")
+    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB; "
+          f"wall {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
