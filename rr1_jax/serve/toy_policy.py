@@ -31,9 +31,9 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['cont
 _LOGIT = 10.0  # head weight; the normalised one-hot hidden state is sqrt(hidden) = 8, so the logit gap is 80
 
 
-def toy_tokenizer(macros):
-    """Byte-level BPE (no merges) whose first ids decode to the whole `macros` strings; `OBS_END` is an added
-    (non-special) token, so encoding an observation ends with it."""
+def toy_tokenizer(macros, added=(OBS_END,)):
+    """Byte-level BPE (no merges) whose first ids decode to the whole `macros` strings; the `added` strings
+    (default `OBS_END`) are added non-special tokens, so encoding an observation ends with one."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -49,7 +49,7 @@ def toy_tokenizer(macros):
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False)
                                 for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")])
-    backend.add_tokens([AddedToken(OBS_END, special=False, normalized=False)])
+    backend.add_tokens([AddedToken(text, special=False, normalized=False) for text in added])
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    chat_template=CHAT_TEMPLATE)
 
