@@ -26,7 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.train_dataset = ""  # KNN training questions for file datasets (synthetic: its train split)
     c.num_questions = 32  # 0 = all
     c.num_train = 64  # KNN training questions (0 = all)
-    c.synthetic = ml_collections.ConfigDict(dict(seed=0, num_train=400, num_test=200))
+    c.synthetic = ml_collections.ConfigDict(dict(seed=0, num_train=400, num_test=200, countries_per_split=40,
+                                                 companies_per_split=60, albums_per_split=60))
 
     # Candidate pool: "simulated" (started here for the synthetic task), "router_r1" (upstream's six models on
     # NVIDIA NIM) or a JSON file with a list of Candidate dicts.

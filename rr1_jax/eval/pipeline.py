@@ -46,7 +46,9 @@ def load_questions(config) -> tuple[list[QARecord], list[QARecord], Optional[Syn
     """(test, train, synthetic task or None) as the config asks."""
     if config.dataset == "synthetic":
         s = config.synthetic
-        task = make_synthetic_task(SyntheticConfig(seed=s.seed, num_train=s.num_train, num_test=s.num_test))
+        task = make_synthetic_task(SyntheticConfig(
+            seed=s.seed, num_train=s.num_train, num_test=s.num_test, countries_per_split=s.countries_per_split,
+            companies_per_split=s.companies_per_split, albums_per_split=s.albums_per_split))
         return _limit(task.test, config.num_questions), _limit(task.train, config.num_train), task
     if not os.path.isfile(config.dataset):
         raise DataError(f"--dataset={config.dataset!r}: no such file; pass 'synthetic' or a .jsonl/.parquet file")
