@@ -73,8 +73,12 @@ def test_two_processes_match_one(tmp_path):
         assert sorted(multi.files) == sorted(single.files)
         diffs = {k: float(np.max(np.abs(multi[k] - single[k]))) for k in single.files if k != "step"}
         print(f"process {pid}: max |multi - single| over {len(diffs)} actor arrays = {max(diffs.values()):.3g}")
+        # Cross-process all-reduces sum in another order (~1e-7 relative). Adam divides by sqrt(v), so where a
+        # gradient element is near 0 that noise can move a weight by a visible fraction of lr (1e-4) — seen once
+        # at 1.2e-6. A real layout bug (a process's rows missing or duplicated) moves most weights by ~lr.
         for k in diffs:
-            np.testing.assert_allclose(multi[k], single[k], rtol=1e-5, atol=1e-6, err_msg=k)
+            delta = np.abs(multi[k] - single[k])
+            assert np.quantile(delta, 0.999) <= 1e-6 and delta.max() <= 2e-5, (k, float(delta.max()))
     # same episodes (rewards, routes, token counts) and same losses per iteration; the actor was updated
     rows = {name: [json.loads(x) for x in open(tmp_path / name / "metrics.jsonl")] for name in ("single", "multi")}
     assert [r["step"] for r in rows["multi"]] == [1, 2]
