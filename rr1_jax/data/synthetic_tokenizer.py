@@ -19,9 +19,12 @@ ROUTER_TAGS = ("<think>", "</think>", "<search>", "</search>", "<information>", 
 
 
 def task_corpus(task: SyntheticTask, templates: Sequence[str] = ()) -> Iterable[str]:
-    """Questions, prompt templates, every candidate's reply and demonstration texts of the training split."""
+    """Questions, prompt templates, every candidate's reply, demonstration texts of the training split, and every
+    name in the knowledge table (a wrong reply may name an entity no question mentions)."""
     yield from templates
     yield UNABLE_TO_ANSWER  # what a candidate says to a query naming nothing it knows
+    t = task.table
+    yield " ".join([*t.capital_of, *t.capital_of.values(), *t.founder_of, *t.founder_of.values(), *t.year_of])
     profiles = default_candidates()
     for strategy in ("uniform", "oracle"):
         for demo in make_demonstrations(task.train, task.table, profiles, strategy=strategy):

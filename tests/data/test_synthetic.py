@@ -189,6 +189,9 @@ def test_word_tokenizer_makes_every_entity_one_token_and_round_trips_task_text()
     for demo in make_demonstrations(task.train[:20], task.table, PROFILES, strategy="uniform", style="terse"):
         ids = tokenizer.encode(demo.text, add_special_tokens=False)
         assert tokenizer.decode(ids) == demo.text and tokenizer.unk_token_id not in ids
+    for kind in DOMAINS:  # any value a (wrong) reply can name, mentioned by a question or not
+        for value in task.table.answers_of_kind(kind):
+            assert tokenizer.unk_token_id not in tokenizer.encode(f"<information>{value}.", add_special_tokens=False)
     for tag in ROUTER_TAGS:
         assert len(tokenizer.encode(tag, add_special_tokens=False)) == 1
     years = tokenizer.encode(" 1901 2098", add_special_tokens=False)
