@@ -73,12 +73,14 @@ def test_two_processes_match_one(tmp_path):
         assert sorted(multi.files) == sorted(single.files)
         diffs = {k: float(np.max(np.abs(multi[k] - single[k]))) for k in single.files if k != "step"}
         print(f"process {pid}: max |multi - single| over {len(diffs)} actor arrays = {max(diffs.values()):.3g}")
-        # Cross-process all-reduces sum in another order (~1e-7 relative). Adam divides by sqrt(v), so where a
-        # gradient element is near 0 that noise can move a weight by a visible fraction of lr (1e-4) — seen once
-        # at 1.2e-6. A real layout bug (a process's rows missing or duplicated) moves most weights by ~lr.
+        # Cross-process all-reduces sum in another order (~1e-7 relative). Adam's early updates are ~lr·sign(g),
+        # so where a gradient element is ~0 that noise can flip a sign and move that one weight by up to ~2·lr per
+        # update (seen: 1.2e-6 and 5.9e-5 on 1 of 8-16K weights, lr 1e-4). A real layout bug (a process's rows
+        # missing or duplicated) moves most weights by ~lr, so the test bounds the 99.9th percentile tightly and
+        # single outliers only by what Adam allows (2 iterations x 2·lr).
         for k in diffs:
             delta = np.abs(multi[k] - single[k])
-            assert np.quantile(delta, 0.999) <= 1e-6 and delta.max() <= 2e-5, (k, float(delta.max()))
+            assert np.quantile(delta, 0.999) <= 1e-6 and delta.max() <= 4e-4, (k, float(delta.max()))
     # same episodes (rewards, routes, token counts) and same losses per iteration; the actor was updated
     rows = {name: [json.loads(x) for x in open(tmp_path / name / "metrics.jsonl")] for name in ("single", "multi")}
     assert [r["step"] for r in rows["multi"]] == [1, 2]
