@@ -87,6 +87,9 @@ def test_two_processes_match_one(tmp_path):
     for one, two in zip(rows["single"], rows["multi"]):
         assert one["actor/updated"] == two["actor/updated"] == 1.0
         for key in ("episode/reward", "episode/em", "episode/routes", "episode/cost", "perf/tokens",
-                    "actor/pg_loss", "critic/vf_loss"):
+                    "critic/vf_loss"):
             assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
+        # pg_loss = -mean(A·ratio) with whitened advantages: ~0 by construction, so its value is float32 rounding
+        # of a sum of O(1) terms (~1e-5; CI saw -1.9e-5 vs -2.5e-5); compare it at that scale
+        assert two["actor/pg_loss"] == pytest.approx(one["actor/pg_loss"], abs=1e-4)
     assert sorted(os.listdir(tmp_path / "multi" / "ckpt"))[-1] == "2"  # written collectively by both processes
