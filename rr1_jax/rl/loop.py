@@ -117,16 +117,9 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
     demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy,
                                 style=s.style)
     prompts = {r.id: render_prompt(tokenizer, r.question, template) for r in records}
-    obs_cap = config.rollout.max_obs_length
-
-    def response_tokens(demo) -> int:
-        return sum(min(n, obs_cap) if not seg.is_policy else n for seg in demo.segments
-                   for n in [len(tokenizer.encode(seg.text, add_special_tokens=False))])
-
     traj = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.id],
-                                      _round_up(max(len(p) for p in prompts.values())),
-                                      _round_up(max(map(response_tokens, demos)) + 8), tokenizer.pad_token_id,
-                                      max_obs_length=obs_cap)
+                                      _round_up(max(len(p) for p in prompts.values())), None,
+                                      tokenizer.pad_token_id, max_obs_length=config.rollout.max_obs_length)
     sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size, warmup_steps=s.warmup_steps,
                         weight_decay=s.weight_decay, grad_clip=s.grad_clip, logprob_chunk=s.logprob_chunk,
                         seed=s.seed, frozen=tuple(config.model.frozen))

@@ -43,12 +43,13 @@ class SFTConfig:
 
 def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
                                prompt_ids: Callable[[QARecord], Sequence[int]], prompt_width: int,
-                               response_width: int, pad_id: int, num_rows: Optional[int] = None,
+                               response_width: Optional[int], pad_id: int, num_rows: Optional[int] = None,
                                max_obs_length: Optional[int] = None) -> Trajectories:
     """Trajectories of demonstrations: each segment tokenised on its own (as the rollout appends observations).
 
     `prompt_ids(record)` renders the Router-R1 prompt (template + chat template) as token ids. Observations are
     cut to their first `max_obs_length` tokens, as the rollout cuts them, so training sees what sampling will.
+    `response_width=None`: the longest response plus 8, rounded up to a multiple of 64.
     """
     prompts, responses, flags = [], [], []
     for demo in demos:
@@ -59,12 +60,15 @@ def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
                 seg_ids = seg_ids[:max_obs_length]
             ids += seg_ids
             is_policy += [segment.is_policy] * len(seg_ids)
-        if len(ids) > response_width:
-            raise ValueError(f"demonstration {demo.record.id!r} has {len(ids)} response tokens, more than "
-                             f"response_width={response_width}; raise the width or drop long demonstrations")
         prompts.append(list(prompt_ids(demo.record)))
         responses.append(ids)
         flags.append(is_policy)
+    if response_width is None:
+        response_width = -(-(max(map(len, responses)) + 8) // 64) * 64
+    for demo, ids in zip(demos, responses):
+        if len(ids) > response_width:
+            raise ValueError(f"demonstration {demo.record.id!r} has {len(ids)} response tokens, more than "
+                             f"response_width={response_width}; raise the width or drop long demonstrations")
     return build_trajectories(prompts, responses, flags, None, prompt_width, response_width, pad_id, num_rows)
 
 
