@@ -25,11 +25,13 @@ from rr1_jax.checkpoint import PreemptionGuard, TrainCheckpointer, export_hf
 from rr1_jax.data.batching import QABatchIterator
 from rr1_jax.data.demonstrations import make_demonstrations
 from rr1_jax.data.qa import QARecord, load_qa_file
+from rr1_jax.data.renaming import rename_some
 from rr1_jax.data.synthetic import SyntheticConfig, SyntheticTask, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.data.synthetic_tokenizer import task_corpus, train_task_tokenizer, train_word_tokenizer
 from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator
 from rr1_jax.eval.report import GREEDY, MethodResult
+from rr1_jax.generate.compile_count import count_compilations
 from rr1_jax.generate.sampling import SamplingParams
 from rr1_jax.metrics import MetricsLogger
 from rr1_jax.model.critic import critic_from_policy
@@ -37,6 +39,7 @@ from rr1_jax.model.tokenizer import check_tokenizer_matches, load_tokenizer
 from rr1_jax.model.weights import model_from_config, resolve_model_path
 from rr1_jax.parallel.mesh import mesh_from_config
 from rr1_jax.parallel.multihost import HostLayout
+from rr1_jax.rl.copy_warmup import copy_trajectories
 from rr1_jax.rl.ppo_config import optim_config_from, ppo_config_from
 from rr1_jax.rl.rewards import CostNormalizer, exact_match, extract_answer, format_reward, route_reward
 from rr1_jax.rl.sft import SFTConfig, demonstration_trajectories, sft_train
@@ -109,22 +112,31 @@ def routing_template(config, pool: CandidatePool) -> str:
 
 
 def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
-    """Supervised warm start on synthetic-task demonstrations; returns (tuned module, loss per step)."""
+    """Supervised warm start on synthetic-task demonstrations, after an optional copy warm-up.
+
+    Returns (tuned module, copy warm-up loss per step, demonstration loss per step)."""
     s = config.sft
     if data.task is None:
         raise ValueError("sft.steps > 0 needs the synthetic task (data.source='synthetic') for demonstrations")
-    records = data.train[:s.num_demos]
-    demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy,
-                                style=s.style)
-    prompts = {r.id: render_prompt(tokenizer, r.question, template) for r in records}
-    traj = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.id],
-                                      _round_up(max(len(p) for p in prompts.values())), None,
-                                      tokenizer.pad_token_id, max_obs_length=config.rollout.max_obs_length)
     sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size, warmup_steps=s.warmup_steps,
                         weight_decay=s.weight_decay, grad_clip=s.grad_clip, logprob_chunk=s.logprob_chunk,
                         seed=s.seed, frozen=tuple(config.model.frozen))
+    copy_losses = []
+    if s.copy_steps:  # first learn to repeat sequences (copy_warmup.py), then the demonstrations
+        copy_cfg = dataclasses.replace(sft_cfg, steps=s.copy_steps, batch_size=s.copy_batch_size)
+        traj = copy_trajectories(tokenizer, s.copy_steps * s.copy_batch_size, s.copy_length, seed=s.seed)
+        params, copy_losses = sft_train(model, traj, copy_cfg)
+        model = nnx.merge(nnx.graphdef(model), params)
+    records = data.train[:s.num_demos]
+    demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy,
+                                style=s.style)
+    demos = rename_some(demos, data.task.table, s.rename, seed=s.seed)  # renamed records keep their ids
+    prompts = {d.record.question: render_prompt(tokenizer, d.record.question, template) for d in demos}
+    traj = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.question],
+                                      _round_up(max(len(p) for p in prompts.values())), None,
+                                      tokenizer.pad_token_id, max_obs_length=config.rollout.max_obs_length)
     params, losses = sft_train(model, traj, sft_cfg)
-    return nnx.merge(nnx.graphdef(model), params), losses
+    return nnx.merge(nnx.graphdef(model), params), copy_losses, losses
 
 
 def _round_up(n: int, multiple: int = 64) -> int:
@@ -180,9 +192,11 @@ class Run:
             raise ValueError(f"a prompt has {longest} tokens, more than rollout.max_prompt_tokens="
                              f"{c.rollout.max_prompt_tokens}; raise it")
         self.prompt_width = _round_up(longest)
+        self.copy_losses: list[float] = []
         self.sft_losses: list[float] = []
         if c.sft.steps > 0:
-            self.model, self.sft_losses = sft_warm_start(self.model, self.tokenizer, self.data, self.template, c)
+            self.model, self.copy_losses, self.sft_losses = sft_warm_start(self.model, self.tokenizer, self.data,
+                                                                           self.template, c)
         self.ppo = ppo_config_from(c.ppo)
         critic = critic_from_policy(self.model, seed=c.seed) if self.ppo.uses_critic else None
         actor_optim = dataclasses.replace(optim_config_from(c.optim.actor, "optim.actor"), frozen=tuple(c.model.frozen))
@@ -236,30 +250,32 @@ async def _train(run: Run) -> dict:
                            wandb=c.metrics.wandb, wandb_project=c.metrics.wandb_project,
                            progress=c.metrics.progress, config=c.to_dict())
     guard = PreemptionGuard().install()
-    summary = {"sft_losses": run.sft_losses, "start_step": start}
+    summary = {"copy_losses": run.copy_losses, "sft_losses": run.sft_losses, "start_step": start}
     async with PoolClient(run.pool, run.pool_config) as client:
         if start == 0 and c.train.val_every:
             summary["before"] = await run.validate(client, run.initial_params, c.seed)
         done = start  # PPO iterations completed
         for step in range(start, c.train.total_steps):
             t0 = time.perf_counter()
-            batch = next(batches)
-            records = [r for r, ok in zip(batch.records, batch.valid) if ok]
-            run.engine.params = hosts.decode_params(trainer.actor_state(state))
-            result = await rollout(run.engine, client, run.tokenizer, [run.prompts[r.id] for r in records],
-                                   run.rollout_config, seed=c.seed * 1_000_003 + step,
-                                   slot_ids=hosts.slot_ids(run.engine.num_slots))
-            t_rollout = time.perf_counter() - t0
-            traj = hosts.common_widths(result.trajectories, run.engine.pad_id)
-            cost_reward = hosts.cost_rewards(normalizer, [ep.cost for ep in result.episodes], traj.tokens.shape[0])
-            scores, metrics = score_episodes(records, result.episodes, run.pool, cost_reward, c.reward,
-                                             traj.tokens.shape[0])
-            metrics = hosts.mean_metrics(metrics, len(records))
-            state, ppo_metrics = trainer.ppo_iteration(state, traj, scores)
+            with count_compilations() as compiles:  # XLA compilations of this iteration (0 once warm)
+                batch = next(batches)
+                records = [r for r, ok in zip(batch.records, batch.valid) if ok]
+                run.engine.params = hosts.decode_params(trainer.actor_state(state))
+                result = await rollout(run.engine, client, run.tokenizer, [run.prompts[r.id] for r in records],
+                                       run.rollout_config, seed=c.seed * 1_000_003 + step,
+                                       slot_ids=hosts.slot_ids(run.engine.num_slots))
+                t_rollout = time.perf_counter() - t0
+                traj = hosts.common_widths(result.trajectories, run.engine.pad_id)
+                cost_reward = hosts.cost_rewards(normalizer, [ep.cost for ep in result.episodes], traj.tokens.shape[0])
+                scores, metrics = score_episodes(records, result.episodes, run.pool, cost_reward, c.reward,
+                                                 traj.tokens.shape[0])
+                metrics = hosts.mean_metrics(metrics, len(records))
+                state, ppo_metrics = trainer.ppo_iteration(state, traj, scores)
             metrics.update(ppo_metrics)
             metrics.update({"perf/tokens": hosts.sum(np.asarray(traj.attention_mask).sum()),
                             "perf/rollout_s": t_rollout, "perf/iteration_s": time.perf_counter() - t0,
-                            "perf/call_latency_hidden": result.timing.hidden_fraction})
+                            "perf/call_latency_hidden": result.timing.hidden_fraction,
+                            "perf/compiles": compiles.count})
             if c.train.val_every and (step + 1) % c.train.val_every == 0:
                 metrics.update(summarize_validation(await run.validate(client, trainer.actor_state(state), c.seed)))
             done = step + 1

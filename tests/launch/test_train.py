@@ -1,5 +1,6 @@
 """launch/train.py end to end on configs/tiny.py: rollout against the simulated server → PPO update, resume."""
 import json
+import math
 import os
 
 import jax
@@ -15,8 +16,9 @@ def test_two_iterations_then_resume(tmp_path):
     lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
     assert [x["step"] for x in lines] == [1, 2]
     for row in lines:
-        assert all(map(lambda v: v == v, row.values()))  # no NaN anywhere
+        assert all(map(math.isfinite, row.values())), row  # finite losses and metrics
         assert {"episode/reward", "episode/em", "critic/vf_loss", "actor/pg_loss", "perf/tokens"} <= set(row)
+    assert lines[0]["perf/compiles"] > 0 and lines[1]["perf/compiles"] == 0  # the second iteration compiles nothing
     assert sorted(os.listdir(tmp_path / "ckpt"))[-1] == "2"
     config.unlock()
     config.train.total_steps = 3
