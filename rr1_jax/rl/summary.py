@@ -29,6 +29,9 @@ def summary_table(before: MethodResult, after: MethodResult) -> str:
 
 
 def print_summary(summary: dict, config) -> None:
+    if summary.get("copy_losses"):
+        losses = summary["copy_losses"]
+        print(f"\ncopy warm-up: {len(losses)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     if summary.get("sft_losses"):
         losses = summary["sft_losses"]
         print(f"\nSFT warm start: {len(losses)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}")

@@ -1,0 +1,57 @@
+"""Entity renaming for SFT demonstrations: teaches a policy trained from scratch to copy names, not recall them.
+
+A tiny policy trained on a few hundred training entities learns to write the entity it remembers best instead
+of the one the question names: memorising is cheaper than copying when the names repeat. Renaming each
+demonstration's invented words (entity, intermediate country, answers, wrong answers) consistently to other
+invented words of the world makes recall useless, so the loss only falls by copying from the question and from
+the candidates' replies, the skill held-out questions need. Substitutes are drawn from every invented word of
+the world (as a pretrained model has seen every word of its vocabulary); the renamed text keeps the training
+demonstration's facts, so no held-out fact is ever shown.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from typing import Sequence
+
+from rr1_jax.data.demonstrations import Demonstration
+from rr1_jax.data.synthetic import KnowledgeTable
+
+
+def invented_words(table: KnowledgeTable) -> list[str]:
+    """Every invented word of the world, sorted: countries, capitals, founders' names, and the invented first
+    words of company and album names (their suffixes, e.g. "Labs", are ordinary words and stay)."""
+    words = set(table.capital_of) | set(table.capital_of.values())
+    words |= {name.split()[0] for name in (*table.founder_of, *table.year_of)}
+    words |= {word for founder in table.founder_of.values() for word in founder.split()}
+    return sorted(words)
+
+
+def rename_demonstration(demo: Demonstration, words: Sequence[str], rng: random.Random) -> Demonstration:
+    """`demo` with each invented word (of `words`) mapped to a distinct random word of `words`, everywhere:
+    question, golden answers, policy text and observations. Routes, correctness and cost are unchanged."""
+    known = set(words)
+    pattern = re.compile(r"\b[A-Z][a-z]+\b")
+    texts = [demo.record.question, *demo.record.golden_answers, demo.final_answer,
+             *(segment.text for segment in demo.segments)]
+    present = sorted({w for text in texts for w in pattern.findall(text) if w in known})
+    mapping = dict(zip(present, rng.sample(list(words), len(present))))
+
+    def rename(text: str) -> str:
+        return pattern.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
+
+    record = demo.record.replace(question=rename(demo.record.question),
+                                 golden_answers=[rename(a) for a in demo.record.golden_answers])
+    segments = tuple(dataclasses.replace(s, text=rename(s.text)) for s in demo.segments)
+    return dataclasses.replace(demo, record=record, segments=segments, final_answer=rename(demo.final_answer))
+
+
+def rename_some(demos: Sequence[Demonstration], table: KnowledgeTable, fraction: float,
+                seed: int = 0) -> list[Demonstration]:
+    """Each demonstration renamed with probability `fraction` (deterministic per seed)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"rename fraction must lie in [0, 1], got {fraction}")
+    rng = random.Random(f"rr1_jax.renaming/{seed}")
+    words = invented_words(table)
+    return [rename_demonstration(d, words, rng) if rng.random() < fraction else d for d in demos]
