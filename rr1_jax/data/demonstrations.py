@@ -121,6 +121,15 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
 
 def make_demonstrations(records: Sequence[QARecord], table: KnowledgeTable, profiles: Sequence[CandidateProfile],
                         *, seed: int = 0, strategy: str = "oracle", decompose_multihop: bool = True,
-                        style: str = "verbose") -> list[Demonstration]:
-    return [make_demonstration(r, table, profiles, seed=seed, strategy=strategy,
-                               decompose_multihop=decompose_multihop, style=style) for r in records]
+                        style: str = "verbose", direct_multihop: float = 0.0) -> list[Demonstration]:
+    """One demonstration per record; with ``decompose_multihop``, a ``direct_multihop`` fraction of the multi-hop
+    questions (chosen per seed and record id) is still asked in one call, so both plans are demonstrated."""
+    if not 0.0 <= direct_multihop <= 1.0:
+        raise ValueError(f"direct_multihop must lie in [0, 1], got {direct_multihop}")
+
+    def decompose(record: QARecord) -> bool:
+        digest = hashlib.sha256(f"{seed}|direct|{record.id}".encode()).digest()
+        return decompose_multihop and int.from_bytes(digest[:8], "little") / 2.0**64 >= direct_multihop
+
+    return [make_demonstration(r, table, profiles, seed=seed, strategy=strategy, decompose_multihop=decompose(r),
+                               style=style) for r in records]

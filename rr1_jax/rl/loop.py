@@ -123,13 +123,13 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
                         seed=s.seed, frozen=tuple(config.model.frozen))
     copy_losses = []
     if s.copy_steps:  # first learn to repeat sequences (copy_warmup.py), then the demonstrations
-        copy_cfg = dataclasses.replace(sft_cfg, steps=s.copy_steps, batch_size=s.copy_batch_size)
+        copy_cfg = dataclasses.replace(sft_cfg, lr=s.copy_lr, steps=s.copy_steps, batch_size=s.copy_batch_size)
         traj = copy_trajectories(tokenizer, s.copy_steps * s.copy_batch_size, s.copy_length, seed=s.seed)
         params, copy_losses = sft_train(model, traj, copy_cfg)
         model = nnx.merge(nnx.graphdef(model), params)
     records = data.train[:s.num_demos]
     demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy,
-                                style=s.style)
+                                style=s.style, direct_multihop=s.direct_multihop)
     demos = rename_some(demos, data.task.table, s.rename, seed=s.seed)  # renamed records keep their ids
     prompts = {d.record.question: render_prompt(tokenizer, d.record.question, template) for d in demos}
     traj = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.question],

@@ -219,3 +219,18 @@ def test_task_tokenizers_are_the_same_in_every_process():
                               env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout
                for seed in ("1", "2", "3")}
     assert len(outputs) == 1, outputs
+
+
+def test_direct_multihop_fraction_demonstrates_both_plans():
+    records = [r for r in TASK.train if r.metadata["domain"] == "multihop"]
+    decomposed = make_demonstrations(records, TASK.table, PROFILES, strategy="uniform", style="terse")
+    assert all(len(d.routes) == 2 or d.final_answer not in TASK.table.capital_of.values() for d in decomposed)
+    mixed = make_demonstrations(records, TASK.table, PROFILES, strategy="uniform", style="terse",
+                                direct_multihop=0.5)
+    direct = [d for d in mixed if len(d.routes) == 1 and d.record.question in d.segments[0].text]
+    assert 0.2 * len(records) < len(direct) < 0.8 * len(records)
+    assert mixed == make_demonstrations(records, TASK.table, PROFILES, strategy="uniform", style="terse",
+                                        direct_multihop=0.5)
+    assert all(len(d.routes) == 1 for d in make_demonstrations(records, TASK.table, PROFILES, direct_multihop=1.0))
+    with pytest.raises(ValueError, match="direct_multihop"):
+        make_demonstrations(records, TASK.table, PROFILES, direct_multihop=-0.1)
