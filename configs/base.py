@@ -89,10 +89,11 @@ def get_config() -> ml_collections.ConfigDict:
     # demonstration calls (oracle | specialist | uniform); style: verbose (Router-R1-like reasoning) | terse;
     # rename: fraction of demonstrations whose invented names are swapped for others (teaches copying; renaming.py);
     # copy_steps: a copy warm-up on repeated random sequences first (rl/copy_warmup.py), for policies from scratch;
+    # copy_mix: copy-task rows added to every demonstration batch (the skill is learned alongside, not before);
     # direct_multihop: fraction of multi-hop demonstrations asked in one call instead of two hops.
     c.sft = ml_collections.ConfigDict(dict(steps=0, strategy="uniform", style="verbose", num_demos=256, rename=0.0,
-                                           direct_multihop=0.0,
-                                           copy_steps=0, copy_lr=3e-3, copy_batch_size=32, copy_length=24,
+                                           direct_multihop=0.0, copy_mix=0,
+                                           copy_steps=0, copy_lr=3e-3, copy_batch_size=32, copy_length=24, copy_gap=48,
                                            lr=1e-5, batch_size=8, warmup_steps=0, weight_decay=0.01, grad_clip=1.0,
                                            logprob_chunk=256, seed=0))
 

@@ -124,7 +124,7 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
     copy_losses = []
     if s.copy_steps:  # first learn to repeat sequences (copy_warmup.py), then the demonstrations
         copy_cfg = dataclasses.replace(sft_cfg, lr=s.copy_lr, steps=s.copy_steps, batch_size=s.copy_batch_size)
-        traj = copy_trajectories(tokenizer, s.copy_steps * s.copy_batch_size, s.copy_length, seed=s.seed)
+        traj = copy_trajectories(tokenizer, s.copy_steps * s.copy_batch_size, s.copy_length, s.seed, s.copy_gap)
         params, copy_losses = sft_train(model, traj, copy_cfg)
         model = nnx.merge(nnx.graphdef(model), params)
     records = data.train[:s.num_demos]
@@ -135,7 +135,9 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
     traj = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.question],
                                       _round_up(max(len(p) for p in prompts.values())), None,
                                       tokenizer.pad_token_id, max_obs_length=config.rollout.max_obs_length)
-    params, losses = sft_train(model, traj, sft_cfg)
+    mix = (copy_trajectories(tokenizer, s.steps * s.copy_mix, s.copy_length, s.seed + 1, s.copy_gap)
+           if s.copy_mix else None)
+    params, losses = sft_train(model, traj, sft_cfg, auxiliary=mix, auxiliary_batch_size=s.copy_mix)
     return nnx.merge(nnx.graphdef(model), params), copy_losses, losses
 
 

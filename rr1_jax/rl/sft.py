@@ -19,7 +19,7 @@ from flax import nnx
 
 from rr1_jax.data.demonstrations import Demonstration
 from rr1_jax.data.qa import QARecord
-from rr1_jax.rl.logprobs import token_logprobs
+from rr1_jax.rl.logprobs import chunked_target_logprobs, response_hidden_states, token_logprobs
 from rr1_jax.rl.train_state import freeze
 from rr1_jax.rollout.trajectory import Trajectories, build_trajectories
 
@@ -72,13 +72,40 @@ def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
     return build_trajectories(prompts, responses, flags, None, prompt_width, response_width, pad_id, num_rows)
 
 
-def sft_loss(graphdef: nnx.GraphDef, params, traj: Trajectories, chunk_size: int = 256):
-    """(token-mean cross-entropy over policy tokens of valid rows, number of such tokens)."""
-    logp, _ = token_logprobs(graphdef, params, traj.tokens, traj.positions, traj.attention_mask,
-                             traj.prompt_width, chunk_size=chunk_size)  # [N, R]
-    mask = (traj.loss_mask & traj.row_valid[:, None]).astype(jnp.float32)
+def sft_loss(graphdef: nnx.GraphDef, params, traj: Trajectories, chunk_size: int = 256,
+             policy_index: Optional[jax.Array] = None):
+    """(token-mean cross-entropy over policy tokens of valid rows, number of such tokens).
+
+    `policy_index` [N, K] (from `policy_token_index`) lists each row's policy-token response indices: the LM
+    head then runs on those K positions only instead of the whole response (observations dominate it).
+    """
+    if policy_index is None:
+        logp, _ = token_logprobs(graphdef, params, traj.tokens, traj.positions, traj.attention_mask,
+                                 traj.prompt_width, chunk_size=chunk_size)  # [N, R]
+        mask = traj.loss_mask
+    else:
+        model = nnx.merge(graphdef, params)
+        hidden = response_hidden_states(model, traj.tokens, traj.positions, traj.attention_mask,
+                                        traj.prompt_width)  # [N, R, E]
+        index = jnp.maximum(policy_index, 0)  # [N, K]; -1 marks padding
+        hidden = jnp.take_along_axis(hidden, index[..., None], axis=1)  # [N, K, E]
+        targets = jnp.take_along_axis(traj.tokens[:, traj.prompt_width:], index, axis=1)  # [N, K]
+        logp, _ = chunked_target_logprobs(model, hidden, targets, chunk_size=chunk_size)  # [N, K]
+        mask = policy_index >= 0
+    mask = (mask & traj.row_valid[:, None]).astype(jnp.float32)
     count = jnp.sum(mask)
     return -jnp.sum(logp * mask) / jnp.maximum(count, 1.0), count
+
+
+def policy_token_index(loss_mask: np.ndarray, multiple: int = 16) -> np.ndarray:
+    """[N, R] bool -> [N, K] int32: each row's loss-mask indices, padded with -1 (K: the most, rounded up)."""
+    counts = loss_mask.sum(axis=1)
+    width = max(multiple, -(-int(counts.max(initial=0)) // multiple) * multiple)
+    index = np.full((loss_mask.shape[0], width), -1, np.int32)
+    for row, mask in enumerate(loss_mask):
+        found = np.flatnonzero(mask)
+        index[row, :found.size] = found
+    return index
 
 
 def _optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
@@ -88,36 +115,53 @@ def _optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
                        freeze(cfg.frozen))
 
 
-def sft_train(model: nnx.Module, traj: Trajectories, cfg: SFTConfig = SFTConfig()):
+def sft_train(model: nnx.Module, traj: Trajectories, cfg: SFTConfig = SFTConfig(),
+              auxiliary: Optional[Trajectories] = None, auxiliary_batch_size: int = 0):
     """Fine-tune `model`'s weights on `traj`. Returns (updated params as an nnx.State, per-step loss list).
 
+    With `auxiliary` rows (e.g. the copy task), each step also takes the next `auxiliary_batch_size` of them
+    and minimises the sum of both token-mean losses (the reported loss is the `traj` one).
     The input module is left untouched; `nnx.merge(nnx.graphdef(model), params)` gives the tuned policy.
     """
     rows = np.flatnonzero(np.asarray(traj.row_valid))
     if rows.size == 0:
         raise ValueError("SFT got no demonstration rows (all rows are padding)")
+    mixed = auxiliary is not None and auxiliary_batch_size > 0
+    if mixed and auxiliary.tokens.shape[0] < cfg.steps * auxiliary_batch_size:
+        raise ValueError(f"SFT needs {cfg.steps * auxiliary_batch_size} auxiliary rows, got "
+                         f"{auxiliary.tokens.shape[0]}")
     graphdef, state = nnx.split(model, nnx.Param)
     params = jax.tree.map(jnp.copy, nnx.to_pure_dict(state))
     tx = _optimizer(cfg)
     opt_state = tx.init(params)
+    policy_index = jnp.asarray(policy_token_index(np.asarray(traj.loss_mask)))  # [N, K]
     traj = jax.tree.map(jnp.asarray, traj)
+    auxiliary = jax.tree.map(jnp.asarray, auxiliary) if mixed else None
+
+    def total_loss(p, batch, batch_index, step_index):
+        loss, _ = sft_loss(graphdef, p, batch, cfg.logprob_chunk, batch_index)
+        if not mixed:
+            return loss, loss
+        start = step_index * auxiliary_batch_size
+        extra = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, auxiliary_batch_size), auxiliary)
+        return loss + sft_loss(graphdef, p, extra, cfg.logprob_chunk)[0], loss
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step(params, opt_state, index):
+    def step(params, opt_state, index, step_index):
         batch = jax.tree.map(lambda x: x[index], traj)
-        (loss, _), grads = jax.value_and_grad(
-            lambda p: sft_loss(graphdef, p, batch, cfg.logprob_chunk), has_aux=True)(params)
+        (_, loss), grads = jax.value_and_grad(total_loss, has_aux=True)(params, batch, policy_index[index],
+                                                                         step_index)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     rng = np.random.default_rng(cfg.seed)
     order: list[int] = []
     losses = []
-    for _ in range(cfg.steps):
+    for i in range(cfg.steps):
         while len(order) < cfg.batch_size:  # epochs of shuffled rows; a batch may straddle two epochs
             order += rng.permutation(rows).tolist()
         index, order = np.asarray(order[:cfg.batch_size], np.int32), order[cfg.batch_size:]
-        params, opt_state, loss = step(params, opt_state, index)
+        params, opt_state, loss = step(params, opt_state, index, np.int32(i))
         losses.append(loss)
     nnx.replace_by_pure_dict(state, params)
     return state, [float(x) for x in jax.device_get(losses)]

@@ -30,6 +30,18 @@ def test_rows_repeat_their_prompt_without_special_tokens(tokenizer):
         copy_trajectories(tokenizer, 4, 1)
 
 
+def test_gaps_vary_the_distance_between_a_token_and_its_copy(tokenizer):
+    traj = copy_trajectories(tokenizer, 200, 8, seed=2, gap=16)  # prompt width 24, response width 8
+    tokens, mask = np.asarray(traj.tokens), np.asarray(traj.attention_mask)
+    distances = set()
+    for row, valid in zip(tokens, mask):
+        prompt = row[:24][valid[:24]].tolist()
+        response = row[24:][valid[24:]].tolist()
+        assert 4 <= len(response) <= 8 and prompt[:len(response)] == response
+        distances.add(len(prompt))  # from a prompt token to its copy
+    assert len(distances) > 10
+
+
 @pytest.mark.slow
 def test_warm_up_teaches_copying_unseen_sequences(tokenizer):
     model = init_model(ModelConfig.tiny(vocab_size=len(tokenizer), hidden_size=96, head_dim=24,
@@ -46,3 +58,16 @@ def test_warm_up_teaches_copying_unseen_sequences(tokenizer):
     after = loss(nnx.merge(nnx.graphdef(model), params))
     assert before > 0.8 * np.log(len(tokenizer))  # an untrained policy cannot copy
     assert after < 0.3, (before, after, losses[-5:])
+
+
+def test_auxiliary_rows_are_consumed_in_order_and_counted(tokenizer):
+    model = init_model(ModelConfig.tiny(vocab_size=len(tokenizer)))
+    demos = copy_trajectories(tokenizer, 8, 6, seed=5)
+    with pytest.raises(ValueError, match="needs 12 auxiliary rows"):
+        sft_train(model, demos, SFTConfig(lr=1e-3, steps=3, batch_size=4),
+                  auxiliary=copy_trajectories(tokenizer, 8, 6), auxiliary_batch_size=4)
+    _, plain = sft_train(model, demos, SFTConfig(lr=1e-3, steps=3, batch_size=4))
+    _, mixed = sft_train(model, demos, SFTConfig(lr=1e-3, steps=3, batch_size=4),
+                         auxiliary=copy_trajectories(tokenizer, 12, 6), auxiliary_batch_size=4)
+    assert mixed[0] == pytest.approx(plain[0])  # the reported loss is the demonstrations' (same first batch)
+    assert mixed[1:] != pytest.approx(plain[1:])  # ... but the auxiliary rows changed the update

@@ -12,7 +12,7 @@ from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.model.config import ModelConfig
 from rr1_jax.model.transformer import init_model
-from rr1_jax.rl.sft import SFTConfig, demonstration_trajectories, sft_loss, sft_train
+from rr1_jax.rl.sft import SFTConfig, demonstration_trajectories, policy_token_index, sft_loss, sft_train
 
 VOCAB = ModelConfig.tiny().vocab_size
 
@@ -88,6 +88,11 @@ def test_sft_loss_ignores_observation_targets_and_training_lowers_it():
     loss_fn = jax.jit(lambda p, t: sft_loss(graphdef, p, t, chunk_size=8))
     base, count = loss_fn(params, traj)
     assert int(count) == int(np.asarray(traj.loss_mask).sum())
+    # The LM head on the policy tokens only (what sft_train runs) gives the same loss and count.
+    index = policy_token_index(np.asarray(traj.loss_mask), multiple=4)
+    assert index.shape[1] % 4 == 0 and (index >= 0).sum() == int(count)
+    gathered, gathered_count = jax.jit(lambda p, t, i: sft_loss(graphdef, p, t, 8, i))(params, traj, index)
+    assert float(gathered) == pytest.approx(float(base), rel=1e-6) and int(gathered_count) == int(count)
 
     # odd rows end with an observation: changing those ids changes only observation targets (nothing after them)
     tokens = np.array(traj.tokens)
