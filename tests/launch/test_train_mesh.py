@@ -11,6 +11,7 @@ from rr1_jax.rl.loop import train
 
 
 @pytest.mark.mesh
+@pytest.mark.slow
 def test_two_iterations_on_2x4_mesh(tmp_path, mesh_devices):
     config = tiny.get_config()
     config.mesh.update(dict(data=2, fsdp=1, tensor=4))
