@@ -31,8 +31,9 @@ def get_config():
     c.prompt.template = "compact"
     c.rollout.update(dict(max_turns=2, max_turn_tokens=64, max_obs_length=64, max_prompt_tokens=256,
                           segment_steps=32, temperature=1.0, top_p=1.0, response_buckets=(256, 384)))
-    c.sft.update(dict(steps=400, strategy="uniform", style="terse", num_demos=2000, lr=3e-3, batch_size=16,
-                      warmup_steps=30))
+    c.sft.update(dict(steps=400, strategy="uniform", style="terse", num_demos=2000, lr=1e-3, batch_size=16,
+                      warmup_steps=30, rename=0.5, direct_multihop=0.5, copy_steps=800, copy_lr=3e-3,
+                      copy_length=24, copy_gap=48, copy_mix=8))
     c.ppo.update(dict(mini_batch_size=16, micro_batch_size=16, entropy_coeff=0.0, kl_coef=0.0, critic_warmup=1))
     c.optim.actor.lr = 3e-4
     c.optim.critic.lr = 1e-3

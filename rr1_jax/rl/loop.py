@@ -75,8 +75,15 @@ def load_run_data(config) -> RunData:
 
 def build_tokenizer(config, data: RunData, template: str, names: Sequence[str] = ()):
     """The policy's tokenizer (with a pad token). `synthetic:<vocab>` trains a small BPE on the synthetic task,
-    `synthetic:words` a word-level one (every word, tag and candidate name in `names` one token)."""
+    `synthetic:words` a word-level one (every word, tag and candidate name in `names` one token).
+
+    A policy exported from a synthetic-tokenizer run (`model.path` set) is loaded with the tokenizer saved next
+    to it: a synthetic vocabulary depends on the task's size, so rebuilding it under other data settings would
+    shift every token id.
+    """
     spec = config.model.tokenizer or config.model.path
+    if spec.startswith("synthetic:") and config.model.path:
+        spec = config.model.path
     if spec.startswith("synthetic:"):
         if data.task is None:
             raise ValueError(f"model.tokenizer={spec!r} needs data.source='synthetic'")
