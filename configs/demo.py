@@ -1,14 +1,14 @@
-"""The training demo (`make train-demo`): a tiny policy, SFT warm start then PPO on the synthetic routing task.
+"""The demo behind `make demo`: a tiny router trained from scratch on the synthetic routing task, on a CPU.
 
-SFT on terse demonstrations whose candidate choice is uniform at random (the format is taught, the routing is
-not), then PPO against the simulated candidate pool (in-process OpenAI-compatible server), which rewards routing
-each domain to the candidate that knows it. Word-level task tokenizer (every entity name, tag and candidate
-name is one token), compact prompt, 2 routed turns, short generations.
+1. Copy warm-up (800 steps, rl/copy_warmup.py): the randomly initialised 2-layer width-128 policy learns to repeat
+   random token sequences, the skill a router needs to put a name it never saw into its query and its answer.
+2. SFT on terse demonstrations whose candidate choice is uniform at random (the format is taught, the choice is
+   not); half of them have their invented names swapped (data/renaming.py) so recalling training names does not
+   pay, copy rows stay mixed into every batch, half of the multi-hop questions are asked in one call.
+3. PPO against the simulated candidate pool (in-process OpenAI-compatible server), rewarded by exact match.
 
-Measured (README, benchmarks/learning.py): the SFT policy writes valid Router-R1 format and names the right
-domain, but a 2-layer width-128 model trained from scratch does not learn to copy unseen entity names from the
-question into its query within a CPU budget (it recalls training entities instead), so exact match stays near
-0 and PPO has little EM signal; cost-aware routing (alpha > 0) is what it can learn here.
+Word-level task tokenizer (every entity name, tag and candidate name is one token), compact prompt, 2 routed
+turns, short generations. Measured results: README "Status" (benchmarks/learning.py runs this config).
 """
 from configs import base
 

