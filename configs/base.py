@@ -74,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rollout.temperature = 1.0
     c.rollout.top_p = 0.95
     c.rollout.response_buckets = (1024, 2048, 4096, 8192)
+    c.rollout.n_agent = 1  # episodes per prompt; GRPO's group size (upstream's GRPO scripts: 5)
 
     # Reward: format gate ▸ exact match ▸ (1-α) + α·cost_reward (upstream's hierarchy).
     c.reward = ml_collections.ConfigDict()

@@ -186,9 +186,15 @@ class Run:
         self.mesh = mesh_from_config(c.mesh)
         self.hosts = HostLayout(self.mesh)  # multi-host: this process's slots, decode mesh and collectives
         self.data = load_run_data(c)
-        if c.data.batch_size % c.ppo.mini_batch_size:
-            raise ValueError(f"data.batch_size={c.data.batch_size} must be a multiple of ppo.mini_batch_size="
-                             f"{c.ppo.mini_batch_size}")
+        self.n_agent = c.rollout.n_agent  # episodes per prompt (a GRPO group), as upstream's rollout.n_agent
+        if self.n_agent < 1 or (c.data.batch_size * self.n_agent) % c.ppo.mini_batch_size:
+            raise ValueError(f"data.batch_size x rollout.n_agent = {c.data.batch_size} x {self.n_agent} episodes "
+                             f"must be a positive multiple of ppo.mini_batch_size={c.ppo.mini_batch_size}")
+        if self.n_agent > 1 and self.hosts.multi:
+            raise ValueError("rollout.n_agent > 1 runs on one process for now (group ids are per process)")
+        if c.ppo.adv_estimator == "grpo" and self.n_agent < 2:
+            raise ValueError("ppo.adv_estimator='grpo' compares the episodes of one prompt: set rollout.n_agent >= 2 "
+                             "(upstream's GRPO scripts use 5)")
         self.stack = contextlib.ExitStack()
         self.pool, self.pool_config = open_pool(c.pool, self.data.task, self.stack)
         self.template = routing_template(c, self.pool)
@@ -218,7 +224,7 @@ class Run:
             prompt_buckets=(self.prompt_width,), response_buckets=tuple(r.response_buckets))
         self.engine = engine_policy(
             nnx.graphdef(self.model), self.initial_params, self.model.config, self.tokenizer,
-            num_slots=self.hosts.local_batch_size(c.data.batch_size), max_turns=r.max_turns,
+            num_slots=self.hosts.local_batch_size(c.data.batch_size) * self.n_agent, max_turns=r.max_turns,
             max_turn_tokens=r.max_turn_tokens,
             prompt_buckets=[self.prompt_width], obs_buckets=[_round_up(r.max_obs_length, 16)],
             sampling=SamplingParams(temperature=r.temperature, top_p=r.top_p))
@@ -268,7 +274,8 @@ async def _train(run: Run) -> dict:
             t0 = time.perf_counter()
             with count_compilations() as compiles:  # XLA compilations of this iteration (0 once warm)
                 batch = next(batches)
-                records = [r for r, ok in zip(batch.records, batch.valid) if ok]
+                prompts_used = [r for r, ok in zip(batch.records, batch.valid) if ok]
+                records = [r for r in prompts_used for _ in range(run.n_agent)]  # a prompt's group is contiguous
                 run.engine.params = hosts.decode_params(trainer.actor_state(state))
                 result = await rollout(run.engine, client, run.tokenizer, [run.prompts[r.id] for r in records],
                                        run.rollout_config, seed=c.seed * 1_000_003 + step,
@@ -279,7 +286,11 @@ async def _train(run: Run) -> dict:
                 scores, metrics = score_episodes(records, result.episodes, run.pool, cost_reward, c.reward,
                                                  traj.tokens.shape[0])
                 metrics = hosts.mean_metrics(metrics, len(records))
-                state, ppo_metrics = trainer.ppo_iteration(state, traj, scores)
+                group_ids = None
+                if run.n_agent > 1:  # dense per-prompt ids; dummy rows get 0 (the trainer masks them out)
+                    group_ids = np.zeros(traj.tokens.shape[0], np.int32)
+                    group_ids[:len(records)] = np.repeat(np.arange(len(prompts_used)), run.n_agent)
+                state, ppo_metrics = trainer.ppo_iteration(state, traj, scores, group_ids)
             metrics.update(ppo_metrics)
             metrics.update({"perf/tokens": hosts.sum(np.asarray(traj.attention_mask).sum()),
                             "perf/rollout_s": t_rollout, "perf/iteration_s": time.perf_counter() - t0,

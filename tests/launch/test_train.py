@@ -4,6 +4,7 @@ import math
 import os
 
 import jax
+import pytest
 
 from configs import tiny
 from rr1_jax.rl.loop import train
@@ -26,3 +27,23 @@ def test_two_iterations_then_resume(tmp_path):
     assert resumed["start_step"] == 2
     assert int(jax.device_get(resumed["state"].step)) == 3
     assert [json.loads(x)["step"] for x in open(tmp_path / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path):
+    config = tiny.get_config()
+    config.ppo.update(dict(adv_estimator="grpo", mini_batch_size=4))
+    config.data.batch_size = 4
+    with pytest.raises(ValueError, match="rollout.n_agent >= 2"):
+        train(config, str(tmp_path / "no_groups"))
+    config.ppo.mini_batch_size = 8
+    config.rollout.n_agent = 3
+    with pytest.raises(ValueError, match="4 x 3 episodes"):
+        train(config, str(tmp_path / "uneven"))
+    config.rollout.n_agent = 2
+    config.train.total_steps = 1
+    summary = train(config, str(tmp_path / "grpo"))
+    assert int(jax.device_get(summary["state"].step)) == 1
+    (row,) = [json.loads(x) for x in open(tmp_path / "grpo" / "metrics.jsonl")]
+    assert all(map(math.isfinite, row.values())), row
+    assert "critic/vf_loss" not in row and row["actor/updated"] == 1
+    assert row["perf/tokens"] > 0
