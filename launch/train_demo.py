@@ -2,9 +2,9 @@
 
 `configs/demo.py`: copy warm-up, SFT warm start on demonstrations that route to a uniformly random candidate (the
 format is taught, the choice is not), then PPO against the simulated candidate pool (an in-process
-OpenAI-compatible server). Prints the before/after table (EM, reward, cost, routes; which candidate each question domain is routed
-to), the plots written to the work directory, wall time and peak memory. Extra arguments are config overrides,
-e.g. `python launch/train_demo.py --config.train.total_steps=10`.
+OpenAI-compatible server). Prints the before/after table (EM, reward, cost, routes; which candidate each question
+domain is routed to), the plots written to the work directory, wall time and peak memory. Extra arguments are
+config overrides, e.g. `python launch/train_demo.py --config.train.total_steps=10`.
 """
 import os
 import resource

@@ -1,7 +1,6 @@
 """Shared test fixtures for the trainer tests: a tiny f32 actor/critic and random multi-turn trajectories."""
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import jax
@@ -54,22 +53,6 @@ def ppo_config(**overrides) -> PPOConfig:
 
 ACTOR_OPTIM = OptimConfig(lr=1e-3)  # large enough that one step visibly moves a tiny random model
 CRITIC_OPTIM = OptimConfig(lr=1e-3)
-
-
-@contextlib.contextmanager
-def count_compilations():
-    """Yields a one-element list holding the number of XLA backend compilations inside the block."""
-    counter = [0]
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            counter[0] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield counter
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 SCORES = np.array([1.0, 0.0, -1.0, 1.0, 0.0, 1.0, 0.0, 0.0], np.float32)  # last two rows are dummies

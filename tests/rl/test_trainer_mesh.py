@@ -4,9 +4,10 @@ import pytest
 from jax.sharding import PartitionSpec
 
 from rr1_jax.checkpoint import TrainCheckpointer
+from rr1_jax.generate.compile_count import count_compilations
 from rr1_jax.parallel.mesh import make_mesh
 from rr1_jax.rl.trainer import PPOTrainer, reshard_for_decode
-from tests.rl.ppo_fixtures import (ACTOR_OPTIM, CRITIC_OPTIM, SCORES, count_compilations, max_abs_diff, params_copy,
+from tests.rl.ppo_fixtures import (ACTOR_OPTIM, CRITIC_OPTIM, SCORES, max_abs_diff, params_copy,
                                    ppo_config, random_trajectories, tiny_models)
 
 pytestmark = pytest.mark.mesh
@@ -43,7 +44,7 @@ def test_reshard_for_decode_drops_fsdp_and_compiles_once(mesh_devices):
     assert max_abs_diff(params_copy(decode), params_copy(params)) == 0.0
     with count_compilations() as compiled:
         reshard_for_decode(params, mesh)
-    assert compiled[0] == 0
+    assert compiled.count == 0
 
 
 @pytest.mark.slow
