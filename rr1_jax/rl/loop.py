@@ -12,6 +12,7 @@ runs the same calls in the same order on every process.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import os
@@ -165,9 +166,12 @@ def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNorma
         cost.append(ep.cost)
         routes.append(ep.num_routes)
     n = len(records)
+    calls = collections.Counter(route.candidate for ep in episodes[:n] for route in ep.routes)
     return scores, {"episode/reward": float(scores[:n].mean()), "episode/em": float(np.mean(em)),
                     "episode/format_ok": float(np.mean(fmt)), "episode/cost": float(np.mean(cost)),
-                    "episode/routes": float(np.mean(routes))}
+                    "episode/routes": float(np.mean(routes)),
+                    # calls per episode to each candidate (every name, so all processes log the same keys)
+                    **{f"calls/{name}": calls[name] / n for name in pool.names}}
 
 
 def summarize_validation(result: Optional[MethodResult]) -> dict:

@@ -19,6 +19,8 @@ def test_two_iterations_then_resume(tmp_path):
     for row in lines:
         assert all(map(math.isfinite, row.values())), row  # finite losses and metrics
         assert {"episode/reward", "episode/em", "critic/vf_loss", "actor/pg_loss", "perf/tokens"} <= set(row)
+        calls = [v for k, v in row.items() if k.startswith("calls/")]  # per candidate, every pool name
+        assert len(calls) == 6 and sum(calls) <= row["episode/routes"] + 1e-9
     assert lines[0]["perf/compiles"] > 0 and lines[1]["perf/compiles"] == 0  # the second iteration compiles nothing
     assert sorted(os.listdir(tmp_path / "ckpt"))[-1] == "2"
     config.unlock()
