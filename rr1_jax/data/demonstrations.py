@@ -22,9 +22,8 @@ STYLES = ("verbose", "terse")
 _TOPIC = {"capital": "the capital of a country", "founder": "the founder of a company",
           "founding_country": "the country where a company was founded", "album_year": "the release year of an album",
           "multihop": "the capital of the country where a company was founded"}
-# One word per hop kind, each ending differently (the pick follows it); words of the task's own vocabulary.
 _TERSE_TOPIC = {"capital": "capital", "founder": "founder", "founding_country": "country", "album_year": "album",
-                "multihop": "capital of the country where it was founded"}
+                "multihop": "capital of founding country"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,10 +77,8 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
     ``strategy="oracle"`` calls the cheapest candidate that answers each hop correctly (the domain specialist when
     none does); ``"specialist"`` always calls the most accurate candidate for the hop's domain; ``"uniform"``
     calls a candidate drawn uniformly (deterministic per seed and query), teaching the format but not the routing.
-    ``style="terse"`` keeps only what a route needs: ``<think>`` names the hop's domain, then the candidate it
-    picks (``<think>capital Qwen2.5-7B-Instruct</think>``), which the ``<search>`` repeats; the final turn is just
-    the answer. A tiny policy then spends its capacity on routing and copying, not on prose, and it makes its
-    choice right after the domain word, where the choice can depend on the domain without long-range attention.
+    ``style="terse"`` keeps only what a route needs: ``<think>`` names the hop's domain in a word or two, the final
+    turn is just the answer (a tiny policy then spends its capacity on routing and copying, not on prose).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -102,7 +99,7 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
         query = record.question if hop is fact else _hop_query(hop)
         profile = _choose(strategy, hop, query, profiles, table, seed)
         if terse:
-            think = f"{_TERSE_TOPIC[hop.kind]} {profile.name}"
+            think = _TERSE_TOPIC[hop.kind]
         else:
             think += f" {profile.name} is a good choice for questions about {_TOPIC[hop.kind]}."
         segments.append(Segment(f"<think>{think}</think>\n<search> {profile.name}: {query} </search>", True))

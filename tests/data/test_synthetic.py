@@ -171,8 +171,7 @@ def test_terse_demonstrations_keep_routes_and_answers_and_pass_the_format_gate()
         assert [s.text for s in short.segments if not s.is_policy] == [s.text for s in long.segments
                                                                         if not s.is_policy]
         assert len(short.text) < len(long.text)
-        first = re.fullmatch(r"<think>[a-z ]+ ([^ ]+)</think>\n<search> ([^:]+): [^<]+ </search>", short.segments[0].text)
-        assert first and first.group(1) == first.group(2) == short.routes[0]  # the think names the pick
+        assert re.fullmatch(r"<think>[a-z ]+</think>\n<search> [^:]+: [^<]+ </search>", short.segments[0].text)
         assert short.segments[-1].text == f"<answer> {short.final_answer} </answer>"
         assert format_reward(short.text) == 0.0
     with pytest.raises(ValueError, match="style must be one of"):
@@ -187,8 +186,7 @@ def test_word_tokenizer_makes_every_entity_one_token_and_round_trips_task_text()
     for record in task.train + task.test:  # test entities too: the vocabulary covers the whole world
         entity = record.metadata["entity"].split()[0]
         assert len(tokenizer.encode(" " + entity, add_special_tokens=False)) == 1
-    for demo in make_demonstrations(task.train[:20], task.table, PROFILES, strategy="uniform", style="terse",
-                                    direct_multihop=0.5):
+    for demo in make_demonstrations(task.train[:20], task.table, PROFILES, strategy="uniform", style="terse"):
         ids = tokenizer.encode(demo.text, add_special_tokens=False)
         assert tokenizer.decode(ids) == demo.text and tokenizer.unk_token_id not in ids
     for kind in DOMAINS:  # any value a (wrong) reply can name, mentioned by a question or not
