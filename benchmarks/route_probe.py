@@ -1,0 +1,75 @@
+"""Route probe: which candidate does a synthetic-task policy pick, per question domain, at the routing token?
+
+For each held-out question, the policy reads its prompt plus the terse demonstrations' first turn up to the
+candidate name (`<think>capital</think>\\n<search> `; for a multi-hop question its decomposed first hop), and the
+probe prints the mean probability of each candidate's (first) name token, per domain. Greedy evaluation shows only
+each domain's argmax; this shows whether a policy's choice depends on the domain at all, or whether training only
+moved one preference shared by every domain (issue #7).
+
+Usage: `.venv/bin/python benchmarks/route_probe.py runs/learning/sft/hf_export runs/learning/ppo_alpha0/hf_export`
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import os
+import sys
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import demo  # noqa: E402
+from rr1_jax.data.demonstrations import make_demonstration  # noqa: E402
+from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
+from rr1_jax.model.weights import load_model  # noqa: E402
+from rr1_jax.rl.loop import build_tokenizer, load_run_data, routing_template  # noqa: E402
+from rr1_jax.rollout.pool_setup import open_pool  # noqa: E402
+from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
+
+_ROUTE_TAG = "<search> "
+
+
+def route_probabilities(path: str, num_questions: int) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    """(candidate names, {domain: [num candidates] mean probability of each at the first routing token})."""
+    c = demo.get_config()
+    c.model.path = path
+    c.data.val_size = num_questions
+    c.data.synthetic.num_test = max(c.data.synthetic.num_test, num_questions)
+    data = load_run_data(c)
+    with contextlib.ExitStack() as stack:
+        pool, _ = open_pool(c.pool, data.task, stack)
+        template = routing_template(c, pool)
+        tokenizer = build_tokenizer(c, data, template, pool.names)
+    model = load_model(path)
+    first_ids = jnp.asarray([tokenizer.encode(name, add_special_tokens=False)[0] for name in pool.names])
+    profiles = default_candidates()
+    by_domain = collections.defaultdict(list)
+    for record in data.val:
+        turn = make_demonstration(record, data.task.table, profiles, strategy="uniform", style="terse").text
+        prefix = turn[:turn.index(_ROUTE_TAG) + len(_ROUTE_TAG)]  # the first think, up to the candidate name
+        ids = render_prompt(tokenizer, record.question, template) + tokenizer.encode(prefix, add_special_tokens=False)
+        logits = model(jnp.asarray([ids]), jnp.arange(len(ids))[None])[0, -1]  # [V]
+        by_domain[record.metadata["domain"]].append(np.asarray(jax.nn.softmax(logits)[first_ids]))
+    return pool.names, {domain: np.mean(rows, axis=0) for domain, rows in sorted(by_domain.items())}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", help="exported policies (hf_export directories of synthetic runs)")
+    parser.add_argument("--eval", type=int, default=100, help="held-out questions")
+    args = parser.parse_args()
+    for path in args.paths:
+        names, table = route_probabilities(path, args.eval)
+        print(f"\n{path}\n\n| domain | " + " | ".join(n.removesuffix("-Instruct") for n in names) + " |\n|---|"
+              + "---|" * len(names))
+        for domain, probs in table.items():
+            print(f"| {domain} | " + " | ".join(f"{p:.2f}" for p in probs) + " |")
+
+
+if __name__ == "__main__":
+    main()
