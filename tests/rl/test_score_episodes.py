@@ -1,0 +1,31 @@
+"""The loop's episode scoring: rewards per row and the episode metrics (hand-made episodes, no model)."""
+import types
+
+import numpy as np
+import pytest
+
+from rr1_jax.data.qa import QARecord
+from rr1_jax.rl.loop import score_episodes
+from rr1_jax.rollout.candidates import ROUTER_R1_POOL
+
+POOL = ROUTER_R1_POOL
+QWEN, MIXTRAL = "Qwen2.5-7B-Instruct", "Mixtral-8x22B-Instruct"
+
+
+def _episode(text: str, *candidates):
+    routes = [types.SimpleNamespace(candidate=c) for c in candidates]
+    return types.SimpleNamespace(response_text=text, routes=routes, num_routes=len(routes), cost=10.0 * len(routes))
+
+
+def test_rewards_and_calls_per_candidate():
+    good = (f"<think>x</think>\n<search> {QWEN}: q </search>\n\n<information>Paris</information>\n\n"
+            "<think>y</think>\n<answer> Paris </answer>")
+    records = [QARecord(id=str(i), question="q", golden_answers=["Paris"], data_source="t") for i in range(3)]
+    episodes = [_episode(good, QWEN), _episode("no tags", QWEN, MIXTRAL, None), _episode(good, QWEN)]
+    cfg = types.SimpleNamespace(alpha=0.0, metric="em", form="hierarchical")
+    scores, m = score_episodes(records, episodes, POOL, lambda cost: 0.0, cfg, num_rows=4)
+    np.testing.assert_array_equal(scores, [1.0, -1.0, 1.0, 0.0])  # the dummy fourth row scores 0
+    assert m["episode/format_ok"] == pytest.approx(2 / 3) and m["episode/routes"] == pytest.approx(5 / 3)
+    assert m[f"calls/{QWEN}"] == 1.0 and m[f"calls/{MIXTRAL}"] == pytest.approx(1 / 3)
+    assert {k for k in m if k.startswith("calls/")} == {f"calls/{name}" for name in POOL.names}  # all, even 0
+    assert sum(v for k, v in m.items() if k.startswith("calls/")) == pytest.approx(4 / 3)  # unknown name: no key
