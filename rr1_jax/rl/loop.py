@@ -32,6 +32,7 @@ from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.data.synthetic_tokenizer import task_corpus, train_task_tokenizer, train_word_tokenizer
 from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator
 from rr1_jax.eval.report import GREEDY, MethodResult
+from rr1_jax.eval.scoring import CALLS_PREFIX
 from rr1_jax.generate.compile_count import count_compilations
 from rr1_jax.generate.sampling import SamplingParams
 from rr1_jax.metrics import MetricsLogger
@@ -171,7 +172,7 @@ def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNorma
                     "episode/format_ok": float(np.mean(fmt)), "episode/cost": float(np.mean(cost)),
                     "episode/routes": float(np.mean(routes)),
                     # calls per episode to each candidate (every name, so all processes log the same keys)
-                    **{f"calls/{name}": calls[name] / n for name in pool.names}}
+                    **{CALLS_PREFIX + name: calls[name] / n for name in pool.names}}
 
 
 def summarize_validation(result: Optional[MethodResult]) -> dict:
