@@ -1,8 +1,10 @@
 """Several processes (hosts) training one policy: who rolls out which slots, and the few collectives they share.
 
     P processes, global batch B = P * L. Process p loads only its data shard (`QABatchIterator` gives it every
-    P-th row of each epoch's permutation, L per step), so its local slot i holds the batch's data position
-    i * P + p, and it samples with that position's PRNG key — the key a single process gives the same row.
+    P-th row of each epoch's permutation, L per step), so its local prompt i is the batch's data position
+    i * P + p. With n episodes per prompt (`rollout.n_agent`, a GRPO group) its local slot k is episode k % n of
+    local prompt k // n, global episode ((k // n) * P + p) * n + k % n: it samples with that episode's PRNG key —
+    the key a single process gives the same episode — and its GRPO group id is the prompt's data position.
 
     rollout  each process decodes its own L slots on its OWN devices (a process-local mesh) with a local copy
              of the actor weights, and makes only its own candidate-LLM calls. No program in the rollout spans
@@ -93,10 +95,11 @@ class HostLayout:
     """This process's place in the run: its share of the batch, its decode mesh, and the collectives the
     training loop calls at fixed points (the same calls in the same order on every process)."""
 
-    def __init__(self, train_mesh: Mesh, *, process_index: Optional[int] = None,
+    def __init__(self, train_mesh: Mesh, *, episodes_per_prompt: int = 1, process_index: Optional[int] = None,
                  process_count: Optional[int] = None, gather=None):
         """Defaults: the JAX runtime's process index/count and `allgather` (tests pass stand-ins)."""
         self.train_mesh = train_mesh
+        self.per_prompt = episodes_per_prompt
         self.index = jax.process_index() if process_index is None else process_index
         self.count = jax.process_count() if process_count is None else process_count
         self.multi = self.count > 1 and (process_count is not None or spans_processes(train_mesh))
@@ -125,11 +128,23 @@ class HostLayout:
                                  f"few questions or change data.batch_size")
         return local
 
+    def _episode_position(self, slot: int, process: int) -> int:
+        """Global episode position of `process`'s local `slot` (a prompt's episodes are contiguous, as in one
+        process)."""
+        n = self.per_prompt
+        return ((slot // n) * self.count + process) * n + slot % n
+
     def slot_ids(self, num_slots: int) -> Optional[list[int]]:
-        """Data position (in the global batch) of each local slot; None with one process (slot = position)."""
+        """Episode position (in the global batch) of each local slot; None with one process (slot = position)."""
         if not self.multi:
             return None
-        return [i * self.count + self.index for i in range(num_slots)]
+        return [self._episode_position(k, self.index) for k in range(num_slots)]
+
+    def group_ids(self, num_prompts: int) -> np.ndarray:
+        """[num_prompts * n] GRPO group id of each local episode: its prompt's data position in the global batch,
+        so ids are unique over processes and below the global row count."""
+        prompts = np.arange(num_prompts) * (self.count if self.multi else 1) + (self.index if self.multi else 0)
+        return np.repeat(prompts, self.per_prompt).astype(np.int32)
 
     # ---- weights ----
     def decode_params(self, params):
@@ -169,12 +184,13 @@ class HostLayout:
             return normalizer
         local = np.full((num_slots,), np.nan)
         local[:len(costs)] = costs
-        everyone = self._gather(local)  # [P, L]: row p, slot i = data position i * P + p
+        everyone = self._gather(local)  # [P, slots]: row p, slot k = episode position _episode_position(k, p)
         rewards = np.full(everyone.shape, np.nan)
-        for i in range(num_slots):
-            for p in range(self.count):
-                if not np.isnan(everyone[p, i]):
-                    rewards[p, i] = normalizer(float(everyone[p, i]))
+        in_data_order = sorted((self._episode_position(k, p), p, k)
+                               for k in range(num_slots) for p in range(self.count))
+        for _, p, k in in_data_order:
+            if not np.isnan(everyone[p, k]):
+                rewards[p, k] = normalizer(float(everyone[p, k]))
         mine = iter(rewards[self.index, :len(costs)].tolist())
         return lambda cost: next(mine)
 

@@ -189,14 +189,13 @@ class Run:
         self.config, self.workdir = config, workdir
         c = config
         self.mesh = mesh_from_config(c.mesh)
-        self.hosts = HostLayout(self.mesh)  # multi-host: this process's slots, decode mesh and collectives
-        self.data = load_run_data(c)
         self.n_agent = c.rollout.n_agent  # episodes per prompt (a GRPO group), as upstream's rollout.n_agent
+        # multi-host: this process's slots, decode mesh and collectives
+        self.hosts = HostLayout(self.mesh, episodes_per_prompt=self.n_agent)
+        self.data = load_run_data(c)
         if self.n_agent < 1 or (c.data.batch_size * self.n_agent) % c.ppo.mini_batch_size:
             raise ValueError(f"data.batch_size x rollout.n_agent = {c.data.batch_size} x {self.n_agent} episodes "
                              f"must be a positive multiple of ppo.mini_batch_size={c.ppo.mini_batch_size}")
-        if self.n_agent > 1 and self.hosts.multi:
-            raise ValueError("rollout.n_agent > 1 runs on one process for now (group ids are per process)")
         if c.ppo.adv_estimator == "grpo" and self.n_agent < 2:
             raise ValueError("ppo.adv_estimator='grpo' compares the episodes of one prompt: set rollout.n_agent >= 2 "
                              "(upstream's GRPO scripts use 5)")
@@ -292,9 +291,9 @@ async def _train(run: Run) -> dict:
                                                  traj.tokens.shape[0])
                 metrics = hosts.mean_metrics(metrics, len(records))
                 group_ids = None
-                if run.n_agent > 1:  # dense per-prompt ids; dummy rows get 0 (the trainer masks them out)
+                if run.n_agent > 1:  # per-prompt ids, unique over processes; dummy rows get 0 (masked out)
                     group_ids = np.zeros(traj.tokens.shape[0], np.int32)
-                    group_ids[:len(records)] = np.repeat(np.arange(len(prompts_used)), run.n_agent)
+                    group_ids[:len(records)] = hosts.group_ids(len(prompts_used))
                 state, ppo_metrics = trainer.ppo_iteration(state, traj, scores, group_ids)
             metrics.update(ppo_metrics)
             metrics.update({"perf/tokens": hosts.sum(np.asarray(traj.attention_mask).sum()),

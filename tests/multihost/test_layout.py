@@ -24,7 +24,7 @@ from rr1_jax.rollout.worker import RolloutConfig, rollout
 from tests.byte_tokenizer import byte_tokenizer
 
 
-def simulate(num_processes: int, fn):
+def simulate(num_processes: int, fn, **layout_args):
     """Run fn(layout) for every simulated process in its own thread; the layouts' all-gather is a barrier."""
     mesh = make_mesh(devices=jax.devices()[:1])
     barrier = threading.Barrier(num_processes)
@@ -41,7 +41,8 @@ def simulate(num_processes: int, fn):
         return gather
 
     def run(p):
-        results[p] = fn(HostLayout(mesh, process_index=p, process_count=num_processes, gather=gather_for(p)))
+        results[p] = fn(HostLayout(mesh, process_index=p, process_count=num_processes, gather=gather_for(p),
+                                   **layout_args))
 
     threads = [threading.Thread(target=run, args=(p,)) for p in range(num_processes)]
     for t in threads:
@@ -71,26 +72,43 @@ def test_batch_split_and_slot_positions():
         layout.local_batch_size(7)
 
 
-def test_costs_and_metrics_over_processes_equal_one_process():
+def test_groups_of_episodes_keep_one_process_positions():
+    """n_agent=2 on 2 processes: global episodes 0..7 are prompts 0..3 x 2 samples, contiguous per prompt as in
+    one process; each process holds every 2nd prompt, and a group's id is its prompt's data position."""
+    mesh = make_mesh(devices=jax.devices()[:1])
+    layouts = [HostLayout(mesh, episodes_per_prompt=2, process_index=p, process_count=2) for p in range(2)]
+    assert layouts[0].slot_ids(4) == [0, 1, 4, 5] and layouts[1].slot_ids(4) == [2, 3, 6, 7]
+    assert layouts[0].group_ids(2).tolist() == [0, 0, 2, 2] and layouts[1].group_ids(2).tolist() == [1, 1, 3, 3]
+    # one process: slot = position, groups are the prompts in order
+    single = HostLayout(mesh, episodes_per_prompt=3)
+    assert single.slot_ids(6) is None and single.group_ids(2).tolist() == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("per_prompt", [1, 2])
+def test_costs_and_metrics_over_processes_equal_one_process(per_prompt):
     """Every simulated process's normaliser sees the whole batch in data order: the same cost rewards and the
-    same window as one process scoring the batch (the last data position is a padding row)."""
-    costs = [0.0, 4.0, 1.0, 9.0, 0.25, 16.0, 2.25]  # data positions 0..6 (7 = padding)
+    same window as one process scoring the batch (the last data position is a padding row), also when each
+    prompt has `per_prompt` episodes (process p then holds episodes of prompts p, p + 2, ...)."""
+    costs = [0.0, 4.0, 1.0, 9.0, 0.25, 16.0, 2.25]  # episode positions 0..6 (7 = padding)
     reference = CostNormalizer(window=5)
     reference.load_state_dict({**reference.state_dict(), "buffer": [3.0, 0.5]})  # a window carried over
     warm = reference.state_dict()
     expected = reference.normalize_batch(costs)
 
+    def mine_of(p):  # episode positions of process p's slots, in slot order
+        return [i for i in range(8) if (i // per_prompt) % 2 == p]
+
     def one(layout):
         normalizer = CostNormalizer(window=5)
         normalizer.load_state_dict(warm)
-        mine = costs[layout.index::2]
+        mine = [costs[i] for i in mine_of(layout.index) if i < len(costs)]
         reward_of = layout.cost_rewards(normalizer, mine, num_slots=4)
         rewards = [reward_of(c) for c in mine]
         metrics = layout.mean_metrics({"episode/cost": float(np.mean(mine))}, len(mine))
         return rewards, normalizer.state_dict(), metrics, layout.agree_max(len(mine)), layout.any(layout.index == 1)
 
-    for p, (rewards, state, metrics, widest, anyone) in enumerate(simulate(2, one)):
-        assert rewards == pytest.approx(expected[p::2])
+    for p, (rewards, state, metrics, widest, anyone) in enumerate(simulate(2, one, episodes_per_prompt=per_prompt)):
+        assert rewards == pytest.approx([expected[i] for i in mine_of(p) if i < len(costs)])
         assert state == reference.state_dict()
         assert metrics["episode/cost"] == pytest.approx(np.mean(costs))
         assert widest == 4 and anyone
