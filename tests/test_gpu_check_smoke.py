@@ -11,6 +11,7 @@ from benchmarks.train_step import forward_flops
 from rr1_jax.model.config import ModelConfig
 from rr1_jax.parallel.chips import CHIPS, chip_spec
 from rr1_jax.parallel.memory import MeshShape
+from tests.xla_env import xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +26,7 @@ def _value(table: str, metric: str) -> str:
 def test_gpu_check_smoke_run_on_cpu(tmp_path):
     log = tmp_path / "check.log"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable, "GPU_CHECK_LOG": str(log)}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = xla_flags()  # one device
     run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--smoke"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr

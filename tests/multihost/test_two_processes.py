@@ -17,6 +17,8 @@ import time
 import numpy as np
 import pytest
 
+from tests.xla_env import xla_flags
+
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_worker.py")
 TIMEOUT_S = 420
 
@@ -28,8 +30,7 @@ def _free_port() -> int:
 
 
 def _start(args, devices: int, log_path: str) -> subprocess.Popen:
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices))
     log = open(log_path, "wb")
     return subprocess.Popen([sys.executable, WORKER, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 

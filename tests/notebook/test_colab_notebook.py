@@ -5,6 +5,7 @@ import os
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from tests.xla_env import xla_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOK = os.path.join(REPO, "launch", "colab_tpu_demo.ipynb")
@@ -26,8 +27,7 @@ def test_notebook_runs_on_cpu_with_the_tiny_budget(tmp_path, monkeypatch):
     monkeypatch.setenv("RR1_NOTEBOOK_WORKDIR", str(workdir))
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     # one CPU device, whatever this pytest process was given (the mesh tests' fake devices slow the run ~2x)
-    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f)
-    monkeypatch.setenv("XLA_FLAGS", flags)
+    monkeypatch.setenv("XLA_FLAGS", xla_flags())
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": os.path.join(REPO, "launch")}})  # opened from launch/
