@@ -6,7 +6,7 @@
     local prompt k // n, global episode ((k // n) * P + p) * n + k % n: it samples with that episode's PRNG key —
     the key a single process gives the same episode — and its GRPO group id is the prompt's data position.
 
-    rollout  each process decodes its own L slots on its OWN devices (a process-local mesh) with a local copy
+    rollout  each process decodes its own L·n slots on its OWN devices (a process-local mesh) with a local copy
              of the actor weights, and makes only its own candidate-LLM calls. No program in the rollout spans
              processes, so hosts need not agree on the segment/turn schedule (replies arrive at different times).
     join     hosts agree on the trajectory widths (max over processes) and pad to them; costs are all-gathered
@@ -143,8 +143,8 @@ class HostLayout:
     def group_ids(self, num_prompts: int) -> np.ndarray:
         """[num_prompts * n] GRPO group id of each local episode: its prompt's data position in the global batch,
         so ids are unique over processes and below the global row count."""
-        prompts = np.arange(num_prompts) * (self.count if self.multi else 1) + (self.index if self.multi else 0)
-        return np.repeat(prompts, self.per_prompt).astype(np.int32)
+        stride, offset = (self.count, self.index) if self.multi else (1, 0)
+        return np.repeat(np.arange(num_prompts) * stride + offset, self.per_prompt).astype(np.int32)
 
     # ---- weights ----
     def decode_params(self, params):
