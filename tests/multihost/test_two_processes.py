@@ -17,8 +17,6 @@ import time
 import numpy as np
 import pytest
 
-from tests.xla_env import xla_flags
-
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_worker.py")
 TIMEOUT_S = 420
 
@@ -30,7 +28,9 @@ def _free_port() -> int:
 
 
 def _start(args, devices: int, log_path: str) -> subprocess.Popen:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices))
+    # XLA's default optimisation level, not make test's lowest: the tolerances below are calibrated on it (at the
+    # lowest level the GAE run's 99.9th percentile difference was 2.3e-6)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     log = open(log_path, "wb")
     return subprocess.Popen([sys.executable, WORKER, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
