@@ -128,11 +128,15 @@ class HostLayout:
                                  f"few questions or change data.batch_size")
         return local
 
+    def _prompt_position(self, prompt: int, process: int) -> int:
+        """Data position in the global batch of `process`'s local `prompt`."""
+        return prompt * self.count + process
+
     def _episode_position(self, slot: int, process: int) -> int:
         """Global episode position of `process`'s local `slot` (a prompt's episodes are contiguous, as in one
         process)."""
         n = self.per_prompt
-        return ((slot // n) * self.count + process) * n + slot % n
+        return self._prompt_position(slot // n, process) * n + slot % n
 
     def slot_ids(self, num_slots: int) -> Optional[list[int]]:
         """Episode position (in the global batch) of each local slot; None with one process (slot = position)."""
@@ -143,8 +147,8 @@ class HostLayout:
     def group_ids(self, num_prompts: int) -> np.ndarray:
         """[num_prompts * n] GRPO group id of each local episode: its prompt's data position in the global batch,
         so ids are unique over processes and below the global row count."""
-        stride, offset = (self.count, self.index) if self.multi else (1, 0)
-        return np.repeat(np.arange(num_prompts) * stride + offset, self.per_prompt).astype(np.int32)
+        prompts = [self._prompt_position(i, self.index) if self.multi else i for i in range(num_prompts)]
+        return np.repeat(np.asarray(prompts, np.int32), self.per_prompt)
 
     # ---- weights ----
     def decode_params(self, params):
