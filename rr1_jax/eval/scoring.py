@@ -52,8 +52,9 @@ class EpisodeScore:
 
 
 def score_policy_episode(record: QARecord, episode: EpisodeInfo, pool: CandidatePool, cost_reward: float = 0.5,
-                         alpha: float = 0.0) -> EpisodeScore:
-    """Scores a rollout episode: the response text decides EM/F1/format/route_cnt, its route log the calls."""
+                         alpha: float = 0.0, metric: str = "em", form: str = "hierarchical") -> EpisodeScore:
+    """Scores a rollout episode: the response text decides EM/F1/format/route_cnt, its route log the calls;
+    `reward` is the training reward (`route_reward` with this alpha, metric and form)."""
     response = episode.response_text
     answer = extract_answer(response)
     by_candidate = collections.Counter(r.candidate or UNKNOWN_CANDIDATE for r in episode.routes)
@@ -61,7 +62,7 @@ def score_policy_episode(record: QARecord, episode: EpisodeInfo, pool: Candidate
         id=record.id, data_source=record.data_source, em=exact_match(answer, record.golden_answers),
         f1=f1_score(answer, record.golden_answers),
         format=float(format_reward(response, pool) == FORMAT_OK),
-        reward=route_reward(response, record.golden_answers, cost_reward, alpha, pool),
+        reward=route_reward(response, record.golden_answers, cost_reward, alpha, pool, metric=metric, form=form),
         calls=episode.num_routes, route_cnt=route_count(response, pool), calls_by_candidate=dict(by_candidate),
         cost=episode.cost, dollars=episode.dollars, answer=answer, response=response)
 

@@ -32,7 +32,7 @@ from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.data.synthetic_tokenizer import task_corpus, train_task_tokenizer, train_word_tokenizer
 from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator
 from rr1_jax.eval.report import GREEDY, MethodResult
-from rr1_jax.eval.scoring import CALLS_PREFIX
+from rr1_jax.eval.scoring import CALLS_PREFIX, score_policy_episode
 from rr1_jax.generate.compile_count import count_compilations
 from rr1_jax.generate.sampling import SamplingParams
 from rr1_jax.metrics import MetricsLogger
@@ -43,7 +43,7 @@ from rr1_jax.parallel.mesh import mesh_from_config
 from rr1_jax.parallel.multihost import HostLayout
 from rr1_jax.rl.copy_warmup import copy_trajectories
 from rr1_jax.rl.ppo_config import optim_config_from, ppo_config_from
-from rr1_jax.rl.rewards import CostNormalizer, exact_match, extract_answer, format_reward, route_reward
+from rr1_jax.rl.rewards import CostNormalizer
 from rr1_jax.rl.sft import SFTConfig, demonstration_trajectories, sft_train
 from rr1_jax.rl.trainer import PPOTrainer
 from rr1_jax.rollout.candidates import CandidatePool
@@ -159,13 +159,13 @@ def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNorma
     scores = np.zeros((num_rows,), np.float32)
     em, fmt, cost, routes = [], [], [], []
     for i, (record, ep) in enumerate(zip(records, episodes)):
-        cost_reward = normalizer(ep.cost)
-        scores[i] = route_reward(ep.response_text, record.golden_answers, cost_reward, reward_cfg.alpha, pool,
-                                 metric=reward_cfg.metric, form=reward_cfg.form)
-        em.append(exact_match(extract_answer(ep.response_text), record.golden_answers))
-        fmt.append(float(format_reward(ep.response_text, pool) == 0.0))
-        cost.append(ep.cost)
-        routes.append(ep.num_routes)
+        score = score_policy_episode(record, ep, pool, normalizer(ep.cost), reward_cfg.alpha,
+                                     metric=reward_cfg.metric, form=reward_cfg.form)
+        scores[i] = score.reward
+        em.append(score.em)
+        fmt.append(score.format)
+        cost.append(score.cost)
+        routes.append(score.calls)
     n = len(records)
     calls = collections.Counter(route.candidate for ep in episodes[:n] for route in ep.routes)
     return scores, {"episode/reward": float(scores[:n].mean()), "episode/em": float(np.mean(em)),

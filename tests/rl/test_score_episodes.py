@@ -7,14 +7,15 @@ import pytest
 from rr1_jax.data.qa import QARecord
 from rr1_jax.rl.loop import score_episodes
 from rr1_jax.rollout.candidates import ROUTER_R1_POOL
+from rr1_jax.rollout.episode import EpisodeInfo
 
 POOL = ROUTER_R1_POOL
 QWEN, MIXTRAL = "Qwen2.5-7B-Instruct", "Mixtral-8x22B-Instruct"
 
 
 def _episode(text: str, *candidates):
-    routes = [types.SimpleNamespace(candidate=c) for c in candidates]
-    return types.SimpleNamespace(response_text=text, routes=routes, num_routes=len(routes), cost=10.0 * len(routes))
+    routes = [types.SimpleNamespace(candidate=c) for c in candidates]  # scoring reads only the resolved name
+    return EpisodeInfo(response_text=text, routes=routes, cost=10.0 * len(routes))
 
 
 def test_rewards_and_calls_per_candidate():
