@@ -4,13 +4,15 @@ One run, three policies evaluated greedily on the same held-out questions (test 
   1. the SFT start: `configs/demo.py`'s copy warm-up and SFT on uniform-route demonstrations (format and
      copying, no routing choice), longer than the demo's (`WARM_START`), exported once and shared by both PPO
      runs;
-  2. PPO with alpha=0 (reward = format-gated exact match) from that start;
-  3. PPO with alpha=0.9 (exact match traded for low cost) from the same start;
+  2. PPO with alpha=0 (reward = format-gated exact match) from that start, as GRPO (`PPO`: groups of 4 episodes
+     per question, 4 passes over each batch, a KL loss of 0.5 to the start);
+  3. PPO with alpha=0.9 (exact match traded for low cost) from the same start, same settings;
 next to the oracle router and every single candidate (one call with the question), which need no policy.
 Prints the table and the four targets (EM gain >= 0.25, >= 90% of the oracle, >= best single + 0.10, and a cost
 cut >= 50% at an EM loss <= 0.15 with alpha=0.9), then peak RSS.
 
-Usage: `.venv/bin/python benchmarks/learning.py [--steps 40] [--eval 100] [--workdir runs/learning]`
+Usage: `.venv/bin/python benchmarks/learning.py [--steps 60] [--eval 100] [--workdir runs/learning]
+[--start runs/learning/sft/hf_export]` (`--start`: reuse an earlier run's exported warm start, skipping the SFT).
 """
 from __future__ import annotations
 
@@ -34,7 +36,12 @@ from rr1_jax.rl.loop import load_run_data, train  # noqa: E402
 # A longer warm start than `make demo` affords in its 10 minutes (600 copy steps, 300 SFT steps): what README's
 # learning table was measured with.
 WARM_START = {"sft.copy_steps": 800, "sft.steps": 400}
-PPO_ITERATIONS = 30
+# PPO from the warm start. GRPO's per-question groups, several passes per batch and a strong KL loss to the
+# uniform-route start let routing become per-domain; GAE or a weak KL (0.05) moves every domain to the candidate
+# that is best on average (README "Status").
+PPO = {"ppo.adv_estimator": "grpo", "rollout.n_agent": 4, "data.batch_size": 16, "ppo.mini_batch_size": 32,
+       "ppo.ppo_epochs": 4, "ppo.use_kl_loss": True, "ppo.kl_loss_coef": 0.5, "optim.actor.lr": 1e-4}
+PPO_ITERATIONS = 60
 
 
 def _config(workdir: str, steps: int, eval_size: int, **overrides):
@@ -74,19 +81,25 @@ def main():
     parser.add_argument("--eval", type=int, default=100, help="held-out questions evaluated")
     parser.add_argument("--alpha", type=float, default=0.9, help="cost weight of the cost-aware run")
     parser.add_argument("--workdir", default="runs/learning")
+    parser.add_argument("--start", default="", help="an exported warm start (an earlier run's sft/hf_export)")
     args = parser.parse_args()
+    if args.start and not os.path.isfile(os.path.join(args.start, "config.json")):
+        parser.error(f"--start {args.start!r} is not an exported policy (no config.json): pass the hf_export "
+                     "directory an earlier run of this benchmark wrote under <workdir>/sft/")
+    if args.start and os.path.abspath(args.start).startswith(os.path.abspath(args.workdir) + os.sep):
+        parser.error(f"--start {args.start!r} lies inside --workdir {args.workdir!r}, which this run clears first: "
+                     "pass another --workdir")
     shutil.rmtree(args.workdir, ignore_errors=True)
     t0 = time.perf_counter()
 
     sft_dir = os.path.join(args.workdir, "sft")
-    start = train(_config(sft_dir, 0, args.eval, **{"train.val_every": 0}))
-    start_path = start["export"]
+    start_path = args.start or train(_config(sft_dir, 0, args.eval, **{"train.val_every": 0}))["export"]
     t_sft = time.perf_counter() - t0
     runs = {}
     for alpha in (0.0, args.alpha):
         t = time.perf_counter()
         c = _config(os.path.join(args.workdir, f"ppo_alpha{alpha:g}"), args.steps, args.eval,
-                    **{"model.path": start_path, "sft.steps": 0, "reward.alpha": alpha})
+                    **{**PPO, "model.path": start_path, "sft.steps": 0, "reward.alpha": alpha})
         runs[alpha] = train(c), time.perf_counter() - t
 
     c = _config(sft_dir, 0, args.eval)
@@ -102,8 +115,9 @@ def main():
     def cost(r):
         return r.overall("cost")
 
+    sft_time = f"warm start reused from {args.start}" if args.start else f"SFT {t_sft:.0f} s"
     print(f"\nsynthetic task, {args.eval} held-out questions, greedy decoding; PPO {args.steps} iterations "
-          f"(SFT {t_sft:.0f} s, PPO alpha=0 {runs[0.0][1]:.0f} s, alpha={args.alpha:g} {runs[args.alpha][1]:.0f} s)\n")
+          f"({sft_time}, PPO alpha=0 {runs[0.0][1]:.0f} s, alpha={args.alpha:g} {runs[args.alpha][1]:.0f} s)\n")
     print("| router | EM | cost / question | calls / question | most-called candidate per domain |")
     print("|---|---|---|---|---|")
     for name, r in (("SFT start (uniform routes)", sft_result), ("PPO alpha=0", ppo0),
