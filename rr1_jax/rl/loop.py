@@ -158,6 +158,7 @@ def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNorma
     """Scalar rewards [num_rows] (dummy rows 0) and the episode metrics the logger and progress bar show."""
     scores = np.zeros((num_rows,), np.float32)
     em, fmt, cost, routes = [], [], [], []
+    calls = collections.Counter()
     for i, (record, ep) in enumerate(zip(records, episodes)):
         score = score_policy_episode(record, ep, pool, normalizer(ep.cost), reward_cfg.alpha,
                                      metric=reward_cfg.metric, form=reward_cfg.form)
@@ -166,8 +167,8 @@ def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNorma
         fmt.append(score.format)
         cost.append(score.cost)
         routes.append(score.calls)
+        calls.update(score.calls_by_candidate)
     n = len(records)
-    calls = collections.Counter(route.candidate for ep in episodes[:n] for route in ep.routes)
     return scores, {"episode/reward": float(scores[:n].mean()), "episode/em": float(np.mean(em)),
                     "episode/format_ok": float(np.mean(fmt)), "episode/cost": float(np.mean(cost)),
                     "episode/routes": float(np.mean(routes)),
