@@ -102,8 +102,9 @@ def get_config() -> ml_collections.ConfigDict:
         adv_estimator="gae", gamma=1.0, lam=1.0, bridge_observations=False, clip_ratio=0.2, cliprange_value=0.5,
         entropy_coeff=0.001, kl_ctrl="fixed", kl_coef=0.001, kl_target=cd.placeholder(float),
         kl_horizon=cd.placeholder(float), kl_penalty="kl", use_kl_loss=cd.placeholder(bool), kl_loss_coef=0.001,
-        kl_loss_type="low_var_kl", temperature=1.0, state_masking=True, mini_batch_size=32, micro_batch_size=8,
-        ppo_epochs=1, shuffle=False, critic_warmup=0, recompute_old_logprobs=True, logprob_chunk=256))
+        kl_loss_type="low_var_kl",
+        temperature=cd.placeholder(float),  # unset: follows rollout.temperature (a different value is an error)
+        state_masking=True, mini_batch_size=32, micro_batch_size=8, ppo_epochs=1, shuffle=False, critic_warmup=0, recompute_old_logprobs=True, logprob_chunk=256))
     adamw = dict(b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01, grad_clip=1.0, warmup_steps=0,
                  upstream_zero_first_lr=False)
     c.optim = ml_collections.ConfigDict(dict(actor=dict(lr=1e-6, **adamw), critic=dict(lr=1e-5, **adamw)))

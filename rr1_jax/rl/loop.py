@@ -217,7 +217,7 @@ class Run:
         if c.sft.steps > 0:
             self.model, self.copy_losses, self.sft_losses = sft_warm_start(self.model, self.tokenizer, self.data,
                                                                            self.template, c)
-        self.ppo = ppo_config_from(c.ppo)
+        self.ppo = ppo_config_from(c.ppo, rollout_temperature=c.rollout.temperature)
         critic = critic_from_policy(self.model, seed=c.seed) if self.ppo.uses_critic else None
         actor_optim = dataclasses.replace(optim_config_from(c.optim.actor, "optim.actor"), frozen=tuple(c.model.frozen))
         self.trainer = PPOTrainer(self.model, critic, self.ppo, actor_optim,

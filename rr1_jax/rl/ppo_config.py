@@ -97,9 +97,22 @@ def _from_mapping(cls, section: Optional[Mapping[str, Any]], where: str):
     return cls(**values)
 
 
-def ppo_config_from(section: Optional[Mapping[str, Any]]) -> PPOConfig:
-    """A PPOConfig from a `config.ppo` ConfigDict/dict (unknown keys are an error naming the valid ones)."""
-    return _from_mapping(PPOConfig, section.to_dict() if hasattr(section, "to_dict") else section, "ppo")
+def ppo_config_from(section: Optional[Mapping[str, Any]], rollout_temperature: Optional[float] = None) -> PPOConfig:
+    """A PPOConfig from a `config.ppo` ConfigDict/dict (unknown keys are an error naming the valid ones).
+
+    An unset `temperature` follows `rollout_temperature`: old, reference and current log-probs must be those of
+    the distribution the episodes were sampled from, so a different explicit value is an error.
+    """
+    values = dict((section.to_dict() if hasattr(section, "to_dict") else section) or {})
+    temperature = values.pop("temperature", None)
+    if temperature is not None and rollout_temperature is not None and temperature != rollout_temperature:
+        raise ValueError(f"ppo.temperature={temperature} differs from rollout.temperature={rollout_temperature}: "
+                         "PPO's log-probs must use the temperature the episodes were sampled at; leave "
+                         "ppo.temperature unset and it follows rollout.temperature")
+    temperature = temperature if temperature is not None else rollout_temperature
+    if temperature is not None:
+        values["temperature"] = temperature
+    return _from_mapping(PPOConfig, values, "ppo")
 
 
 def optim_config_from(section: Optional[Mapping[str, Any]], where: str = "optim.actor") -> OptimConfig:

@@ -35,3 +35,14 @@ def test_unknown_ppo_key_is_named():
     config.ppo.clip_eps = 0.3
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['clip_eps'\] in config.ppo"):
         ppo_config_from(config.ppo)
+
+
+def test_ppo_temperature_follows_the_rollout():
+    config = importlib.import_module("configs.tiny").get_config()
+    config.rollout.temperature = 0.7
+    assert ppo_config_from(config.ppo, rollout_temperature=config.rollout.temperature).temperature == 0.7
+    config.ppo.temperature = 0.7  # the same value, spelled out: fine
+    assert ppo_config_from(config.ppo, rollout_temperature=0.7).temperature == 0.7
+    config.ppo.temperature = 1.0  # log-probs of another distribution than the one sampled: refused
+    with pytest.raises(ValueError, match=r"ppo.temperature=1.0 differs from rollout.temperature=0.7"):
+        ppo_config_from(config.ppo, rollout_temperature=0.7)
