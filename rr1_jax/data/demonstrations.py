@@ -53,10 +53,10 @@ def _specialist(kind: str, profiles: Sequence[CandidateProfile]) -> CandidatePro
 
 
 def _choose(strategy: str, fact: Fact, query: str, profiles: Sequence[CandidateProfile], table: KnowledgeTable,
-            seed: int) -> CandidateProfile:
+            seed: int, variant: int = 0) -> CandidateProfile:
     if strategy == "uniform":  # a routing-agnostic start: the format is learned, the choice is left to RL
-        digest = hashlib.sha256(f"{seed}|{query}".encode()).digest()
-        return profiles[int.from_bytes(digest[:8], "little") % len(profiles)]
+        digest = hashlib.sha256(f"{seed}|{query}".encode()).digest()  # variants rotate through the pool from here
+        return profiles[(int.from_bytes(digest[:8], "little") + variant) % len(profiles)]
     if strategy == "oracle":
         chosen = oracle_choice(query, [fact.answer], profiles, table, seed)
         if chosen is not None:
@@ -71,7 +71,7 @@ def _hop_query(fact: Fact) -> str:
 
 def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequence[CandidateProfile], *,
                        seed: int = 0, strategy: str = "oracle", decompose_multihop: bool = True,
-                       style: str = "verbose") -> Demonstration:
+                       style: str = "verbose", variant: int = 0) -> Demonstration:
     """One trajectory for ``record``; multi-hop questions take two routed calls when ``decompose_multihop``.
 
     ``strategy="oracle"`` calls the cheapest candidate that answers each hop correctly (the domain specialist when
@@ -79,6 +79,7 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
     calls a candidate drawn uniformly (deterministic per seed and query), teaching the format but not the routing.
     ``style="terse"`` keeps only what a route needs: ``<think>`` names the hop's domain in a word or two, the final
     turn is just the answer (a tiny policy then spends its capacity on routing and copying, not on prose).
+    ``variant`` k (uniform only) calls the candidate k places after the drawn one in ``profiles``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -97,7 +98,7 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
     segments, routes, cost = [], [], 0.0
     while True:
         query = record.question if hop is fact else _hop_query(hop)
-        profile = _choose(strategy, hop, query, profiles, table, seed)
+        profile = _choose(strategy, hop, query, profiles, table, seed, variant)
         if terse:
             think = _TERSE_TOPIC[hop.kind]
         else:
@@ -121,15 +122,25 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
 
 def make_demonstrations(records: Sequence[QARecord], table: KnowledgeTable, profiles: Sequence[CandidateProfile],
                         *, seed: int = 0, strategy: str = "oracle", decompose_multihop: bool = True,
-                        style: str = "verbose", direct_multihop: float = 0.0) -> list[Demonstration]:
-    """One demonstration per record; with ``decompose_multihop``, a ``direct_multihop`` fraction of the multi-hop
-    questions (chosen per seed and record id) is still asked in one call, so both plans are demonstrated."""
+                        style: str = "verbose", direct_multihop: float = 0.0,
+                        routes_per_question: int = 1) -> list[Demonstration]:
+    """``routes_per_question`` demonstrations per record (in record order); with ``decompose_multihop``, a
+    ``direct_multihop`` fraction of the multi-hop questions (chosen per seed and record id) is still asked in one
+    call, so both plans are demonstrated.
+
+    With ``strategy="uniform"`` and ``routes_per_question=len(profiles)``, each question is demonstrated once with
+    every candidate: its routing target is uniform per question, not only on average over questions, so a policy
+    cannot learn a spurious preference from which candidate one question happened to draw.
+    """
     if not 0.0 <= direct_multihop <= 1.0:
         raise ValueError(f"direct_multihop must lie in [0, 1], got {direct_multihop}")
+    if routes_per_question < 1 or (routes_per_question > 1 and strategy != "uniform"):
+        raise ValueError(f"routes_per_question={routes_per_question}: use 1, or more with strategy='uniform' (the "
+                         f"other strategies choose one candidate per question, got {strategy!r})")
 
     def decompose(record: QARecord) -> bool:
         digest = hashlib.sha256(f"{seed}|direct|{record.id}".encode()).digest()
         return decompose_multihop and int.from_bytes(digest[:8], "little") / 2.0**64 >= direct_multihop
 
     return [make_demonstration(r, table, profiles, seed=seed, strategy=strategy, decompose_multihop=decompose(r),
-                               style=style) for r in records]
+                               style=style, variant=k) for r in records for k in range(routes_per_question)]

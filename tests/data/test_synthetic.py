@@ -160,6 +160,26 @@ def test_uniform_demonstrations_spread_over_candidates():
     assert [d.routes for d in again] == [d.routes for d in demos]
 
 
+def test_routes_per_question_demonstrate_every_candidate_once_per_question():
+    from rr1_jax.data.demonstrations import make_demonstrations
+    from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task
+    from rr1_jax.data.synthetic_candidates import default_candidates
+
+    profiles = default_candidates()
+    task = make_synthetic_task(SyntheticConfig(seed=3, num_train=24, num_test=10))
+    records = [r for r in task.train if r.metadata["domain"] != "multihop"][:8]
+    demos = make_demonstrations(records, task.table, profiles, seed=1, strategy="uniform", style="terse",
+                                routes_per_question=len(profiles))
+    assert [d.record.id for d in demos] == [r.id for r in records for _ in profiles]
+    for i, record in enumerate(records):
+        group = demos[i * len(profiles):(i + 1) * len(profiles)]
+        assert sorted(d.routes[0] for d in group) == sorted(p.name for p in profiles)
+        assert group[0] == make_demonstrations([record], task.table, profiles, seed=1, strategy="uniform",
+                                               style="terse")[0]  # variant 0 is the single-route demonstration
+    with pytest.raises(ValueError, match="routes_per_question=6: use 1, or more with strategy='uniform'"):
+        make_demonstrations(records, task.table, profiles, strategy="specialist", routes_per_question=6)
+
+
 def test_terse_demonstrations_keep_routes_and_answers_and_pass_the_format_gate():
     from rr1_jax.rl.rewards import format_reward  # default pool: upstream's, whose names the profiles reuse
 
