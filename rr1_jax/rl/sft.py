@@ -24,12 +24,18 @@ from rr1_jax.rl.train_state import freeze
 from rr1_jax.rollout.trajectory import Trajectories, build_trajectories
 
 
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclasses.dataclass(frozen=True)
 class SFTConfig:
     lr: float = 1e-5
     steps: int = 200  # optimizer steps
     batch_size: int = 8  # rows per step (sampled without replacement, epoch after epoch)
     warmup_steps: int = 0
+    # "constant" after the warm-up, or "cosine" down to 0 at the last step: with a high lr the last few batches
+    # otherwise decide the policy (e.g. the routing prior follows which candidates they happened to demonstrate)
+    schedule: str = "constant"
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     logprob_chunk: int = 256
@@ -39,6 +45,8 @@ class SFTConfig:
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"SFT needs steps >= 1, batch_size >= 1 and lr > 0, got {self}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"SFT schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
 
 def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
@@ -108,8 +116,20 @@ def policy_token_index(loss_mask: np.ndarray, multiple: int = 16) -> np.ndarray:
     return index
 
 
+def learning_rate_schedule(cfg: SFTConfig) -> optax.Schedule:
+    """lr at step k: linear warm-up over `warmup_steps`, then constant or a cosine decay to 0 at `steps`."""
+    warmup = min(cfg.warmup_steps, cfg.steps)
+    if cfg.schedule == "cosine":
+        after = optax.cosine_decay_schedule(cfg.lr, max(cfg.steps - warmup, 1))
+    else:
+        after = optax.constant_schedule(cfg.lr)
+    if not warmup:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), after], [warmup])
+
+
 def _optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
-    schedule = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+    schedule = learning_rate_schedule(cfg)
     return optax.chain(freeze(cfg.frozen), optax.clip_by_global_norm(cfg.grad_clip),
                        optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay),
                        freeze(cfg.frozen))

@@ -12,7 +12,8 @@ from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.model.config import ModelConfig
 from rr1_jax.model.transformer import init_model
-from rr1_jax.rl.sft import SFTConfig, demonstration_trajectories, policy_token_index, sft_loss, sft_train
+from rr1_jax.rl.sft import (SFTConfig, demonstration_trajectories, learning_rate_schedule, policy_token_index,
+                            sft_loss, sft_train)
 
 VOCAB = ModelConfig.tiny().vocab_size
 
@@ -114,3 +115,18 @@ def test_sft_loss_ignores_observation_targets_and_training_lowers_it():
     after, _ = loss_fn(nnx.to_pure_dict(tuned), traj)
     assert float(after) < 0.6 * float(base)
     assert float(loss_fn(params, traj)[0]) == float(base)  # the input module was not modified
+
+
+def test_lr_schedules_warm_up_then_hold_or_decay_to_zero():
+    steps, warmup, lr = 10, 4, 2.0
+    constant = learning_rate_schedule(SFTConfig(lr=lr, steps=steps, warmup_steps=warmup))
+    cosine = learning_rate_schedule(SFTConfig(lr=lr, steps=steps, warmup_steps=warmup, schedule="cosine"))
+    ramp = [lr * k / warmup for k in range(warmup)]
+    decay = [lr * 0.5 * (1 + np.cos(np.pi * k / (steps - warmup))) for k in range(steps - warmup)]
+    assert [float(constant(k)) for k in range(steps)] == pytest.approx(ramp + [lr] * (steps - warmup))
+    assert [float(cosine(k)) for k in range(steps)] == pytest.approx(ramp + decay)
+    assert float(cosine(steps)) == pytest.approx(0.0)
+    no_warmup = learning_rate_schedule(SFTConfig(lr=lr, steps=steps, schedule="cosine"))
+    assert [float(no_warmup(k)) for k in (0, 5)] == pytest.approx([lr, lr * 0.5])
+    with pytest.raises(ValueError, match="SFT schedule must be one of"):
+        SFTConfig(schedule="linear")
