@@ -92,11 +92,14 @@ def get_config() -> ml_collections.ConfigDict:
     # copy_steps: a copy warm-up on repeated random sequences first (rl/copy_warmup.py), for policies from scratch;
     # copy_mix: copy-task rows added to every demonstration batch (the skill is learned alongside, not before);
     # direct_multihop: fraction of multi-hop demonstrations asked in one call instead of two hops.
+    # routes_per_question: demonstrations per question, each calling another candidate (uniform strategy; 6 = the
+    # whole pool, so the start's routing prior is uniform per question, not only on average);
+    # schedule: lr after the warm-up, "constant" or "cosine" (decays to 0 at the last step; copy warm-up too).
     c.sft = ml_collections.ConfigDict(dict(steps=0, strategy="uniform", style="verbose", num_demos=256, rename=0.0,
-                                           direct_multihop=0.0, copy_mix=0,
+                                           direct_multihop=0.0, routes_per_question=1, copy_mix=0,
                                            copy_steps=0, copy_lr=3e-3, copy_batch_size=32, copy_length=24, copy_gap=48,
-                                           lr=1e-5, batch_size=8, warmup_steps=0, weight_decay=0.01, grad_clip=1.0,
-                                           logprob_chunk=256, seed=0))
+                                           lr=1e-5, batch_size=8, warmup_steps=0, schedule="constant",
+                                           weight_decay=0.01, grad_clip=1.0, logprob_chunk=256, seed=0))
 
     c.ppo = ml_collections.ConfigDict(dict(
         adv_estimator="gae", gamma=1.0, lam=1.0, bridge_observations=False, clip_ratio=0.2, cliprange_value=0.5,

@@ -128,8 +128,8 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
     if data.task is None:
         raise ValueError("sft.steps > 0 needs the synthetic task (data.source='synthetic') for demonstrations")
     sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size, warmup_steps=s.warmup_steps,
-                        weight_decay=s.weight_decay, grad_clip=s.grad_clip, logprob_chunk=s.logprob_chunk,
-                        seed=s.seed, frozen=tuple(config.model.frozen))
+                        schedule=s.schedule, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
+                        logprob_chunk=s.logprob_chunk, seed=s.seed, frozen=tuple(config.model.frozen))
     copy_losses = []
     if s.copy_steps:  # first learn to repeat sequences (copy_warmup.py), then the demonstrations
         copy_cfg = dataclasses.replace(sft_cfg, lr=s.copy_lr, steps=s.copy_steps, batch_size=s.copy_batch_size)
@@ -138,7 +138,8 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
         model = nnx.merge(nnx.graphdef(model), params)
     records = data.train[:s.num_demos]
     demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy,
-                                style=s.style, direct_multihop=s.direct_multihop)
+                                style=s.style, direct_multihop=s.direct_multihop,
+                                routes_per_question=s.routes_per_question)
     demos = rename_some(demos, data.task.table, s.rename, seed=s.seed)  # renamed records keep their ids
     prompts = {d.record.question: render_prompt(tokenizer, d.record.question, template) for d in demos}
     traj = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.question],
