@@ -33,8 +33,8 @@ class SFTConfig:
     steps: int = 200  # optimizer steps
     batch_size: int = 8  # rows per step (sampled without replacement, epoch after epoch)
     warmup_steps: int = 0
-    # "constant" after the warm-up, or "cosine" down to 0 at the last step: with a high lr the last few batches
-    # otherwise decide the policy (e.g. the routing prior follows which candidates they happened to demonstrate)
+    # "constant" after the warm-up, or "cosine" down to 0 at the last step (at a constant high lr the last few
+    # batches weigh most in the final weights, e.g. in which candidates a uniform-route start prefers)
     schedule: str = "constant"
     weight_decay: float = 0.01
     grad_clip: float = 1.0
