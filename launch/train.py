@@ -4,13 +4,15 @@
     python launch/train.py --config=configs/llama3b.py --config.model.path=/models/Llama-3.2-3B-Instruct \\
         --workdir=runs/llama3b --config.reward.alpha=0.6
 
-Resumes automatically from the newest checkpoint in the work directory. Multi-host: set
+Resumes automatically from the newest checkpoint in the work directory; SIGTERM (pre-emption) saves one at the
+end of the current iteration and exits with status 143. Multi-host: set
 `--config.distributed.enabled=true` (TPU pods need nothing else; GPU/CPU clusters pass the coordinator address,
 process count and id, or the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID env vars). Every
 process runs this same command; each rolls out data.batch_size / processes prompts on its own devices and makes
 their candidate calls, the PPO update runs on the mesh over all processes (rr1_jax/parallel/multihost.py).
 """
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,6 +37,10 @@ def main(argv):
     summary = train(config, _WORKDIR.value)
     import jax
 
+    if summary["preempted"]:  # SIGTERM: checkpoint saved; the conventional exit status tells the scheduler
+        logging.warning("stopped by a signal after iteration %d, checkpoint saved: rerun the same command to resume",
+                        int(jax.device_get(summary["state"].step)))
+        return 128 + signal.SIGTERM
     if jax.process_index() == 0:  # multi-host: validation, metrics and export live on process 0
         print_summary(summary, config)
 

@@ -275,7 +275,7 @@ async def _train(run: Run) -> dict:
     async with PoolClient(run.pool, run.pool_config) as client:
         if start == 0 and c.train.val_every:
             summary["before"] = await run.validate(client, run.initial_params, c.seed)
-        done = start  # PPO iterations completed
+        done, stop = start, False  # PPO iterations completed; a signal asked to stop
         for step in range(start, c.train.total_steps):
             t0 = time.perf_counter()
             with count_compilations() as compiles:  # XLA compilations of this iteration (0 once warm)
@@ -311,8 +311,9 @@ async def _train(run: Run) -> dict:
                       metrics_step=done, config=c.to_dict(), force=stop)
             if stop:
                 break
-        if c.train.val_every:
+        if c.train.val_every and not stop:
             summary["after"] = await run.validate(client, trainer.actor_state(state), c.seed)
+    summary["preempted"] = stop  # saved and stopped early: no final validation or export (a rerun resumes)
     ckpt.wait()
     if done > start and ckpt.latest_step() != done:
         ckpt.save(done, state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
@@ -320,7 +321,7 @@ async def _train(run: Run) -> dict:
     ckpt.close()
     logger.close()
     guard.uninstall()
-    if c.train.export_hf:
+    if c.train.export_hf and not stop:
         actor = nnx.merge(trainer.defs.actor, hosts.local_params(trainer.actor_state(state)))
         summary["export"] = export_hf(actor, os.path.join(run.workdir, "hf_export"), tokenizer=run.tokenizer)
     summary["state"] = state
@@ -328,7 +329,11 @@ async def _train(run: Run) -> dict:
 
 
 def train(config, workdir: Optional[str] = None) -> dict:
-    """Runs (or resumes) training; returns a summary (validation before/after, SFT losses, final state)."""
+    """Runs (or resumes) training; returns a summary (validation before/after, SFT losses, final state).
+
+    SIGTERM stops at the end of the current iteration after a checkpoint save; the summary then says
+    `preempted=True` and has no final validation or export.
+    """
     run = Run(config, workdir or config.workdir)
     try:
         return asyncio.run(_train(run))

@@ -49,3 +49,25 @@ def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path):
     assert all(map(math.isfinite, row.values())), row
     assert "critic/vf_loss" not in row and row["actor/updated"] == 1
     assert row["perf/tokens"] > 0
+
+
+def test_sigterm_saves_and_stops_without_final_validation_or_export(tmp_path, monkeypatch):
+    import signal
+
+    import rr1_jax.rl.loop as loop
+
+    scored = loop.score_episodes
+
+    def score_then_get_preempted(*args, **kwargs):  # the signal arrives mid-iteration, during scoring
+        os.kill(os.getpid(), signal.SIGTERM)
+        return scored(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "score_episodes", score_then_get_preempted)
+    previous = signal.getsignal(signal.SIGTERM)
+    config = tiny.get_config()
+    config.train.update(dict(total_steps=3, val_every=3, export_hf=True))  # "before" runs; step 3 is never reached
+    summary = train(config, str(tmp_path))
+    assert summary["preempted"] and int(jax.device_get(summary["state"].step)) == 1  # the iteration completed
+    assert "before" in summary and "after" not in summary and "export" not in summary
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["1"] and not os.path.exists(tmp_path / "hf_export")
+    assert signal.getsignal(signal.SIGTERM) is previous  # the guard's handler is gone again
