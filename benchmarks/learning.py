@@ -101,6 +101,8 @@ def main():
         c = _config(os.path.join(args.workdir, f"ppo_alpha{alpha:g}"), args.steps, args.eval,
                     **{**PPO, "model.path": start_path, "sft.steps": 0, "reward.alpha": alpha})
         runs[alpha] = train(c), time.perf_counter() - t
+        if runs[alpha][0]["preempted"]:  # SIGTERM: do not go on to the next run
+            sys.exit(f"stopped by a signal during the alpha={alpha:g} run (checkpoint in {c.workdir})")
 
     c = _config(sft_dir, 0, args.eval)
     data = load_run_data(c)  # the same held-out questions the runs validated on

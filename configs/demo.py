@@ -9,8 +9,7 @@
 
 Word-level task tokenizer (every entity name, tag and candidate name is one token), compact prompt, 2 routed
 turns, short generations. About 9 minutes on a 2-core CPU. benchmarks/learning.py runs this config with a longer
-warm start (copy 800 steps, SFT 400, every multi-hop question asked in one call) and 60 GRPO iterations; measured
-results: README "Status".
+warm start (copy 800 steps, SFT 400) and 60 GRPO iterations; measured results: README "Status".
 """
 from configs import base
 
