@@ -1,8 +1,8 @@
 """Route probe: which candidate does a synthetic-task policy pick, per question domain, at the routing token?
 
 For each held-out question, the policy reads its prompt plus the terse demonstrations' first turn up to the
-candidate name (`<think>capital</think>\\n<search> `; a multi-hop question is asked in one call, as the
-benchmark's warm start demonstrates, or with `--decompose-multihop` its first hop is probed), and the
+candidate name (`<think>capital</think>\\n<search> `; for a multi-hop question its decomposed first hop, or with
+`--direct-multihop` the question asked in one call, for starts with `sft.direct_multihop=1`), and the
 probe prints the mean probability of each candidate's (first) name token, per domain. Greedy evaluation shows only
 each domain's argmax; this shows whether a policy's choice depends on the domain at all, or whether training only
 moved one preference shared by every domain (issue #7).
@@ -36,7 +36,7 @@ _ROUTE_TAG = "<search> "
 
 
 def route_probabilities(path: str, num_questions: int,
-                        decompose_multihop: bool = False) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+                        decompose_multihop: bool = True) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
     """(candidate names, {domain: [num candidates] mean probability of each at the first routing token})."""
     c = demo.get_config()
     c.model.path = path
@@ -65,11 +65,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="exported policies (hf_export directories of synthetic runs)")
     parser.add_argument("--eval", type=int, default=100, help="held-out questions")
-    parser.add_argument("--decompose-multihop", action="store_true",
-                        help="probe a multi-hop question's first hop (policies whose demonstrations decomposed it)")
+    parser.add_argument("--direct-multihop", action="store_true",
+                        help="probe multi-hop questions asked in one call (starts with sft.direct_multihop=1)")
     args = parser.parse_args()
     for path in args.paths:
-        names, table = route_probabilities(path, args.eval, args.decompose_multihop)
+        names, table = route_probabilities(path, args.eval, not args.direct_multihop)
         print(f"\n{path}\n\n| domain | " + " | ".join(n.removesuffix("-Instruct") for n in names) + " |\n|---|"
               + "---|" * len(names))
         for domain, probs in table.items():
