@@ -93,7 +93,8 @@ def get_config() -> ml_collections.ConfigDict:
     # copy_mix: copy-task rows added to every demonstration batch (the skill is learned alongside, not before);
     # direct_multihop: fraction of multi-hop demonstrations asked in one call instead of two hops.
     # routes_per_question: demonstrations per question (of the first num_demos), each calling another candidate
-    # (uniform strategy; 6 = the whole pool: the routing target is uniform per question, not only on average);
+    # (uniform strategy; 6 = the whole pool: the routing target is uniform per question, not only on average;
+    # batches hold all routes of their questions, so batch_size must be a multiple of it);
     # schedule: lr after the warm-up, "constant" or "cosine" (decays to 0 at the last step; copy warm-up too).
     c.sft = ml_collections.ConfigDict(dict(steps=0, strategy="uniform", style="verbose", num_demos=256, rename=0.0,
                                            direct_multihop=0.0, routes_per_question=1, copy_mix=0,

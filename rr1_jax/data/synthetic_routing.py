@@ -34,6 +34,7 @@ class RouterScore:
     em: float
     cost: float
     em_by_source: dict[str, float]
+    cost_by_source: dict[str, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +49,12 @@ class RoutingReference:
 
 
 def _score(name: str, records: Sequence[QARecord], correct: list[bool], costs: list[float]) -> RouterScore:
-    by_source: dict[str, list[bool]] = {}
-    for record, ok in zip(records, correct):
-        by_source.setdefault(record.data_source, []).append(ok)
+    by_source: dict[str, list[tuple[bool, float]]] = {}
+    for record, ok, cost in zip(records, correct, costs):
+        by_source.setdefault(record.data_source, []).append((ok, cost))
     return RouterScore(name=name, em=sum(correct) / len(records), cost=sum(costs) / len(records),
-                       em_by_source={k: sum(v) / len(v) for k, v in sorted(by_source.items())})
+                       em_by_source={k: sum(ok for ok, _ in v) / len(v) for k, v in sorted(by_source.items())},
+                       cost_by_source={k: sum(c for _, c in v) / len(v) for k, v in sorted(by_source.items())})
 
 
 def routing_reference(records: Sequence[QARecord], profiles: Sequence[CandidateProfile], table: KnowledgeTable,

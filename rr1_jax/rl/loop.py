@@ -127,12 +127,14 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
     s = config.sft
     if data.task is None:
         raise ValueError("sft.steps > 0 needs the synthetic task (data.source='synthetic') for demonstrations")
-    sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size, warmup_steps=s.warmup_steps,
+    sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size, group_size=s.routes_per_question,
+                        warmup_steps=s.warmup_steps,
                         schedule=s.schedule, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
                         logprob_chunk=s.logprob_chunk, seed=s.seed, frozen=tuple(config.model.frozen))
     copy_losses = []
     if s.copy_steps:  # first learn to repeat sequences (copy_warmup.py), then the demonstrations
-        copy_cfg = dataclasses.replace(sft_cfg, lr=s.copy_lr, steps=s.copy_steps, batch_size=s.copy_batch_size)
+        copy_cfg = dataclasses.replace(sft_cfg, lr=s.copy_lr, steps=s.copy_steps, batch_size=s.copy_batch_size,
+                                       group_size=1)
         traj = copy_trajectories(tokenizer, s.copy_steps * s.copy_batch_size, s.copy_length, s.seed, s.copy_gap)
         params, copy_losses = sft_train(model, traj, copy_cfg)
         model = nnx.merge(nnx.graphdef(model), params)

@@ -32,6 +32,9 @@ class SFTConfig:
     lr: float = 1e-5
     steps: int = 200  # optimizer steps
     batch_size: int = 8  # rows per step (sampled without replacement, epoch after epoch)
+    # rows come in consecutive groups of this size (e.g. one question demonstrated with every candidate) and
+    # batches hold whole groups, so each step's routing target is as balanced as the groups are
+    group_size: int = 1
     warmup_steps: int = 0
     # "constant" after the warm-up, or "cosine" down to 0 at the last step (at a constant high lr the last few
     # batches weigh most in the final weights, e.g. in which candidates a uniform-route start prefers)
@@ -47,6 +50,9 @@ class SFTConfig:
             raise ValueError(f"SFT needs steps >= 1, batch_size >= 1 and lr > 0, got {self}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"SFT schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.group_size < 1 or self.batch_size % self.group_size:
+            raise ValueError(f"SFT batch_size={self.batch_size} must be a multiple of group_size="
+                             f"{self.group_size} (batches hold whole groups, e.g. all routes of a question)")
 
 
 def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
@@ -135,6 +141,23 @@ def _optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
                        freeze(cfg.frozen))
 
 
+def batch_indices(rows: np.ndarray, cfg: SFTConfig) -> list[np.ndarray]:
+    """`cfg.steps` batches [batch_size] of `rows`: epochs of shuffled groups of `cfg.group_size` consecutive rows
+    (a batch may straddle two epochs, never split a group)."""
+    if rows.size % cfg.group_size:
+        raise ValueError(f"SFT got {rows.size} demonstration rows, not a multiple of group_size={cfg.group_size}")
+    groups = rows.reshape(-1, cfg.group_size)  # [num_groups, group_size]
+    rng = np.random.default_rng(cfg.seed)
+    order: list[int] = []
+    batches = []
+    for _ in range(cfg.steps):
+        while len(order) < cfg.batch_size:
+            order += groups[rng.permutation(len(groups))].ravel().tolist()
+        batches.append(np.asarray(order[:cfg.batch_size], np.int32))
+        order = order[cfg.batch_size:]
+    return batches
+
+
 def sft_train(model: nnx.Module, traj: Trajectories, cfg: SFTConfig = SFTConfig(),
               auxiliary: Optional[Trajectories] = None, auxiliary_batch_size: int = 0):
     """Fine-tune `model`'s weights on `traj`. Returns (updated params as an nnx.State, per-step loss list).
@@ -146,6 +169,7 @@ def sft_train(model: nnx.Module, traj: Trajectories, cfg: SFTConfig = SFTConfig(
     rows = np.flatnonzero(np.asarray(traj.row_valid))
     if rows.size == 0:
         raise ValueError("SFT got no demonstration rows (all rows are padding)")
+    batches = batch_indices(rows, cfg)
     mixed = auxiliary is not None and auxiliary_batch_size > 0
     if mixed and auxiliary.tokens.shape[0] < cfg.steps * auxiliary_batch_size:
         raise ValueError(f"SFT needs {cfg.steps * auxiliary_batch_size} auxiliary rows, got "
@@ -174,13 +198,8 @@ def sft_train(model: nnx.Module, traj: Trajectories, cfg: SFTConfig = SFTConfig(
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    rng = np.random.default_rng(cfg.seed)
-    order: list[int] = []
     losses = []
-    for i in range(cfg.steps):
-        while len(order) < cfg.batch_size:  # epochs of shuffled rows; a batch may straddle two epochs
-            order += rng.permutation(rows).tolist()
-        index, order = np.asarray(order[:cfg.batch_size], np.int32), order[cfg.batch_size:]
+    for i, index in enumerate(batches):
         params, opt_state, loss = step(params, opt_state, index, np.int32(i))
         losses.append(loss)
     nnx.replace_by_pure_dict(state, params)

@@ -38,6 +38,8 @@ def test_single_candidates_and_oracle_equal_routing_reference(task):
         assert row.overall("cost") == pytest.approx(ref.cost), row.name
         assert {g: v["em"]["mean"] for g, v in row.summary.items() if g != "overall"} == pytest.approx(
             ref.em_by_source), row.name
+        assert {g: v["cost"]["mean"] for g, v in row.summary.items() if g != "overall"} == pytest.approx(
+            ref.cost_by_source), row.name
     assert singles[4].name == "single: Mixtral-8x22B-Instruct (largest)"
     assert all(row.overall("calls") == 1.0 for row in singles)
     assert oracle.overall("calls") == pytest.approx(reference.oracle.em)  # one call when some candidate is right

@@ -12,8 +12,8 @@ from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.model.config import ModelConfig
 from rr1_jax.model.transformer import init_model
-from rr1_jax.rl.sft import (SFTConfig, demonstration_trajectories, learning_rate_schedule, policy_token_index,
-                            sft_loss, sft_train)
+from rr1_jax.rl.sft import (SFTConfig, batch_indices, demonstration_trajectories, learning_rate_schedule,
+                            policy_token_index, sft_loss, sft_train)
 
 VOCAB = ModelConfig.tiny().vocab_size
 
@@ -130,3 +130,22 @@ def test_lr_schedules_warm_up_then_hold_or_decay_to_zero():
     assert [float(no_warmup(k)) for k in (0, 5)] == pytest.approx([lr, lr * 0.5])
     with pytest.raises(ValueError, match="SFT schedule must be one of"):
         SFTConfig(schedule="linear")
+
+
+def test_batches_hold_whole_groups_and_single_rows_shuffle_as_a_plain_permutation():
+    rows = np.arange(3, 39)  # 36 valid rows = 6 questions x 6 routes, consecutive per question
+    cfg = SFTConfig(steps=7, batch_size=12, group_size=6, seed=5)
+    batches = batch_indices(rows, cfg)
+    assert len(batches) == 7 and all(b.shape == (12,) for b in batches)
+    for b in batches:  # each batch: two whole questions, every route once
+        groups = (b - 3).reshape(-1, 6) // 6
+        assert (groups == groups[:, :1]).all() and sorted(((b - 3) % 6).tolist()) == sorted(list(range(6)) * 2)
+    first_epoch = np.concatenate(batches[:3])
+    assert sorted(first_epoch.tolist()) == rows.tolist()  # an epoch sees every row once
+    assert not np.array_equal(first_epoch, rows)  # in shuffled group order
+    plain = batch_indices(rows, SFTConfig(steps=3, batch_size=12, seed=5))
+    assert np.array_equal(np.concatenate(plain), np.random.default_rng(5).permutation(rows))
+    with pytest.raises(ValueError, match="batch_size=16 must be a multiple of group_size=6"):
+        SFTConfig(batch_size=16, group_size=6)
+    with pytest.raises(ValueError, match="35 demonstration rows, not a multiple of group_size=6"):
+        batch_indices(rows[:35], cfg)
