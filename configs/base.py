@@ -93,12 +93,14 @@ def get_config() -> ml_collections.ConfigDict:
     # copy_mix: copy-task rows added to every demonstration batch (the skill is learned alongside, not before);
     # direct_multihop: fraction of multi-hop demonstrations asked in one call instead of two hops.
     # routes_per_question: demonstrations per question (of the first num_demos), each calling another candidate
-    # (uniform strategy; 6 = the whole pool: the routing target is uniform per question, not only on average;
-    # batches hold all routes of their questions, so batch_size must be a multiple of it);
+    # (uniform strategy; 6 = the whole pool: the routing target is uniform per question, not only on average);
+    # balanced_batches: batches hold all routes of their questions (batch_size a multiple of routes_per_question),
+    # so every step's routing target is uniform and the last steps leave no preference (the start's prior);
     # schedule: lr after the warm-up, "constant" or "cosine" (decays to 0 at the last step; copy warm-up too).
     c.sft = ml_collections.ConfigDict(dict(steps=0, strategy="uniform", style="verbose", num_demos=256, rename=0.0,
-                                           direct_multihop=0.0, routes_per_question=1, copy_mix=0,
-                                           copy_steps=0, copy_lr=3e-3, copy_batch_size=32, copy_length=24, copy_gap=48,
+                                           direct_multihop=0.0, routes_per_question=1, balanced_batches=False,
+                                           copy_mix=0, copy_steps=0, copy_lr=3e-3, copy_batch_size=32, copy_length=24,
+                                           copy_gap=48,
                                            lr=1e-5, batch_size=8, warmup_steps=0, schedule="constant",
                                            weight_decay=0.01, grad_clip=1.0, logprob_chunk=256, seed=0))
 

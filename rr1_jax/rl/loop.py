@@ -127,8 +127,8 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
     s = config.sft
     if data.task is None:
         raise ValueError("sft.steps > 0 needs the synthetic task (data.source='synthetic') for demonstrations")
-    sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size, group_size=s.routes_per_question,
-                        warmup_steps=s.warmup_steps,
+    sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size,
+                        group_size=s.routes_per_question if s.balanced_batches else 1, warmup_steps=s.warmup_steps,
                         schedule=s.schedule, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
                         logprob_chunk=s.logprob_chunk, seed=s.seed, frozen=tuple(config.model.frozen))
     copy_losses = []

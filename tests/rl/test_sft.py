@@ -149,3 +149,14 @@ def test_batches_hold_whole_groups_and_single_rows_shuffle_as_a_plain_permutatio
         SFTConfig(batch_size=16, group_size=6)
     with pytest.raises(ValueError, match="35 demonstration rows, not a multiple of group_size=6"):
         batch_indices(rows[:35], cfg)
+
+
+def test_balanced_batches_config_groups_all_routes_of_a_question():
+    from configs import demo
+    from rr1_jax.rl.loop import load_run_data, sft_warm_start
+
+    c = demo.get_config()
+    c.data.synthetic.update(dict(num_train=24, num_test=8))
+    c.sft.update(dict(routes_per_question=6, balanced_batches=True, batch_size=16))
+    with pytest.raises(ValueError, match="batch_size=16 must be a multiple of group_size=6"):
+        sft_warm_start(None, None, load_run_data(c), "", c)  # checked before any model work
