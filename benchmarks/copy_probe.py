@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import os
 import sys
 
@@ -24,13 +23,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from configs import demo  # noqa: E402
+from benchmarks.route_probe import probe_setup  # noqa: E402
 from rr1_jax.data.demonstrations import make_demonstration  # noqa: E402
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.data.synthetic_routing import normalize_answer  # noqa: E402
 from rr1_jax.model.weights import load_model  # noqa: E402
-from rr1_jax.rl.loop import build_tokenizer, load_run_data, routing_template  # noqa: E402
-from rr1_jax.rollout.pool_setup import open_pool  # noqa: E402
 from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
 
 _OPEN, _CLOSE = "<answer>", "</answer>"
@@ -38,15 +35,7 @@ _OPEN, _CLOSE = "<answer>", "</answer>"
 
 def copy_answers(path: str, num_questions: int, max_new_tokens: int = 12):
     """[(domain, reply's answer, decoded answer)] for the first `num_questions` held-out questions."""
-    c = demo.get_config()
-    c.model.path = path
-    c.data.val_size = num_questions
-    c.data.synthetic.num_test = max(c.data.synthetic.num_test, num_questions)
-    data = load_run_data(c)
-    with contextlib.ExitStack() as stack:
-        pool, _ = open_pool(c.pool, data.task, stack)
-        template = routing_template(c, pool)
-        tokenizer = build_tokenizer(c, data, template, pool.names)
+    c, data, _, template, tokenizer = probe_setup(path, num_questions)
     graphdef, weights = nnx.split(load_model(path))
 
     @jax.jit

@@ -35,9 +35,9 @@ from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
 _ROUTE_TAG = "<search> "
 
 
-def route_probabilities(path: str, num_questions: int,
-                        decompose_multihop: bool = True) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
-    """(candidate names, {domain: [num candidates] mean probability of each at the first routing token})."""
+def probe_setup(path: str, num_questions: int):
+    """(demo config, run data with `num_questions` held-out questions, pool, routing template, the export's
+    tokenizer): what a probe of an exported synthetic-task policy needs besides its weights."""
     c = demo.get_config()
     c.model.path = path
     c.data.val_size = num_questions
@@ -47,6 +47,13 @@ def route_probabilities(path: str, num_questions: int,
         pool, _ = open_pool(c.pool, data.task, stack)
         template = routing_template(c, pool)
         tokenizer = build_tokenizer(c, data, template, pool.names)
+    return c, data, pool, template, tokenizer
+
+
+def route_probabilities(path: str, num_questions: int,
+                        decompose_multihop: bool = True) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    """(candidate names, {domain: [num candidates] mean probability of each at the first routing token})."""
+    _, data, pool, template, tokenizer = probe_setup(path, num_questions)
     model = load_model(path)
     first_ids = jnp.asarray([tokenizer.encode(name, add_special_tokens=False)[0] for name in pool.names])
     profiles = default_candidates()
