@@ -1,11 +1,13 @@
-"""Route frontier: the EM a one-call router can reach on `benchmarks/learning.py`'s held-out questions, at what cost.
+"""Route frontier: the EM a router can reach on `benchmarks/learning.py`'s held-out questions, and at what cost.
 
-A router that calls one candidate per question and cannot tell a right reply from a wrong one (the simulated
-candidates answer confidently, and the same way when asked again) can only do as well as its choice of candidate
-per domain. This enumerates every per-domain choice, assuming that the policy copies every reply perfectly, and
-prints their EM/cost frontier. Per-domain mixtures, i.e. stochastic routers, fill in the frontier's lower convex hull.
-It then checks what issue #7's learning targets ask of PPO together: an alpha=0 router at >= 90% of the hindsight
-oracle, and an alpha=0.9 router that halves its cost at an EM loss <= 0.15. No policy is involved.
+A router that cannot tell a right reply from a wrong one (the simulated candidates answer confidently, and the same
+way when asked again) can only do as well as its plan per domain: one candidate called with the question, or, for
+multi-hop questions, a two-hop plan (one candidate names the company's country, another that country's capital), as
+the decomposed demonstrations do. This enumerates every per-domain choice of plan, assuming that the policy copies
+every reply perfectly, and prints their EM/cost frontier. Per-domain mixtures, i.e. stochastic routers, fill in the
+frontier's lower convex hull. It then checks what issue #7's learning targets ask of PPO together: an alpha=0
+router at >= 90% of the hindsight oracle, and an alpha=0.9 router that halves its cost at an EM loss <= 0.15, with
+one-call routers only and with the two-hop plans too. No policy is involved.
 
 Usage: `.venv/bin/python benchmarks/route_frontier.py [--eval 100]`
 """
@@ -21,19 +23,30 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.learning import _config  # noqa: E402
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
-from rr1_jax.data.synthetic_routing import routing_reference  # noqa: E402
+from rr1_jax.data.synthetic_routing import routing_reference, two_hop_score  # noqa: E402
 from rr1_jax.rl.loop import load_run_data  # noqa: E402
 
 
-def per_domain_routers(reference, weights: dict[str, float]) -> list[tuple[float, float, tuple[str, ...]]]:
-    """(EM, cost, candidate per domain) of every router that sends each domain to one candidate."""
+def per_domain_routers(options: dict[str, list], weights: dict[str, float]) -> list[tuple[float, float, tuple]]:
+    """(EM, cost, plan per domain) of every router that follows one plan per domain; `options[d]` lists the
+    plans for domain d as RouterScores."""
     domains = sorted(weights)
     routers = []
-    for choice in itertools.product(reference.candidates, repeat=len(domains)):
+    for choice in itertools.product(*(options[d] for d in domains)):
         em = sum(weights[d] * c.em_by_source[d] for d, c in zip(domains, choice))
         cost = sum(weights[d] * c.cost_by_source[d] for d, c in zip(domains, choice))
         routers.append((em, cost, tuple(c.name for c in choice)))
     return routers
+
+
+def pareto(routers):
+    """The routers no other router beats on both EM and cost, best EM first."""
+    frontier, cheapest = [], float("inf")
+    for em, cost, names in sorted(routers, key=lambda r: (-r[0], r[1])):
+        if cost < cheapest:
+            frontier.append((em, cost, names))
+            cheapest = cost
+    return frontier
 
 
 def cheapest_at(routers, em_floor: float) -> float:
@@ -54,7 +67,8 @@ def main():
     args = parser.parse_args()
     c = _config("/tmp/route_frontier", 0, args.eval)
     data = load_run_data(c)
-    reference = routing_reference(data.val, default_candidates(), data.task.table, seed=c.pool.simulated_seed)
+    profiles = default_candidates()
+    reference = routing_reference(data.val, profiles, data.task.table, seed=c.pool.simulated_seed)
     sources = [r.data_source for r in data.val]
     weights = {d: sources.count(d) / len(sources) for d in sorted(set(sources))}
     short = {d: d.removeprefix("synthetic_") for d in weights}
@@ -66,17 +80,28 @@ def main():
         cells = [f"{s.em_by_source[d]:.2f} / {s.cost_by_source[d]:.1f}" for d in weights]
         print(f"| {s.name} | " + " | ".join(cells) + f" | {s.em:.3f} / {s.cost:.1f} |")
 
-    routers = per_domain_routers(reference, weights)
-    frontier, cheapest = [], float("inf")
-    for em, cost, names in sorted(routers, key=lambda r: (-r[0], r[1])):  # Pareto: no cheaper router at >= EM
-        if cost < cheapest:
-            frontier.append((em, cost, names))
-            cheapest = cost
-    print(f"\nPareto frontier of the {len(routers)} per-domain routers (perfect copying):")
-    print("| EM | cost | " + " | ".join(short[d] for d in weights) + " |")
-    print("|---|---|" + "---|" * len(weights))
+    one_call = {d: list(reference.candidates) for d in weights}
+    multihop_domain = "synthetic_multihop"
+    two_hop = dict(one_call)
+    if multihop_domain in weights:
+        records = [r for r in data.val if r.data_source == multihop_domain]
+        plans = [two_hop_score(records, a, b, data.task.table, seed=c.pool.simulated_seed)
+                 for a in profiles for b in profiles]
+        two_hop[multihop_domain] = one_call[multihop_domain] + plans
+        print(f"\nbest two-hop plans for the {len(records)} multi-hop questions (EM / cost):")
+        for plan in sorted(plans, key=lambda p: (-p.em, p.cost))[:4]:
+            print(f"  {plan.name}: {plan.em:.2f} / {plan.cost:.1f}")
+    for title, options in (("one call per question", one_call), ("two-hop plans for multi-hop too", two_hop)):
+        _report(title, per_domain_routers(options, weights), reference, short)
+
+
+def _report(title, routers, reference, short):
+    frontier = pareto(routers)
+    print(f"\n## {title}: Pareto frontier of the {len(routers)} per-domain routers (perfect copying)")
+    print("| EM | cost | " + " | ".join(short.values()) + " |")
+    print("|---|---|" + "---|" * len(short))
     for em, cost, names in frontier:
-        print(f"| {em:.3f} | {cost:.1f} | " + " | ".join(names) + " |")
+        print(f"| {em:.3f} | {cost:.1f} | " + " | ".join(n.replace("-Instruct", "") for n in names) + " |")
 
     top_em, top_cost, _ = frontier[0]
     oracle_floor = 0.9 * reference.oracle.em
@@ -90,8 +115,10 @@ def main():
                    if need <= 0.5 * cost0 else "missed unless the alpha=0 router spends more than it needs")
         print(f"alpha=0 router at EM {em0:.3f} costs >= {cost0:.1f}; an alpha=0.9 router at EM >= {em0 - 0.15:.3f} "
               f"costs >= {need:.1f} ({1 - need / cost0:.1%} less; the target is >= 50%): {verdict}")
-    print("(the frontier between its corners is reached by sending part of a domain to each of two candidates)")
-
+        deterministic = min((r for r in frontier if r[0] >= em0 - 0.15), key=lambda r: r[1])
+        print(f"  cheapest deterministic router at EM >= {em0 - 0.15:.3f}: EM {deterministic[0]:.3f}, cost "
+              f"{deterministic[1]:.1f} ({' | '.join(n.replace('-Instruct', '') for n in deterministic[2])})")
+    print("(the frontier between its corners is reached by sending part of a domain to each of two plans)")
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,9 @@
-"""Reference routers for the synthetic task: every single candidate, and the per-question oracle.
+"""Reference routers for the synthetic task: every single candidate, the per-question oracle, two-hop plans.
 
-Each reference sends the question itself to one candidate (one call). The oracle calls, per question, the
-cheapest candidate whose (deterministic) reply is correct, and calls nobody (cost 0, wrong) when none is. The gap
-between the oracle and the best single candidate is what a learned router can gain.
+Each single-candidate reference and the oracle send the question itself to one candidate (one call). The oracle
+calls, per question, the cheapest candidate whose (deterministic) reply is correct, and calls nobody (cost 0,
+wrong) when none is. The gap between the oracle and the best single candidate is what a learned router can gain.
+A two-hop plan answers a multi-hop question in two calls, as the decomposed demonstrations do.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Sequence
 
 from rr1_jax.data.qa import QARecord
 from rr1_jax.data.synthetic import KnowledgeTable
-from rr1_jax.data.synthetic_candidates import CandidateProfile, SimulatedReply, simulated_reply
+from rr1_jax.data.synthetic_candidates import CandidateProfile, SimulatedReply, reply_for_fact, simulated_reply
 
 
 def normalize_answer(text: str) -> str:
@@ -83,3 +84,25 @@ def oracle_choice(query_text: str, golden_answers: Sequence[str], profiles: Sequ
         if reply_is_correct(reply, golden_answers) and reply.cost < best_cost:
             best, best_cost = profile, reply.cost
     return best
+
+
+def two_hop_score(records: Sequence[QARecord], first: CandidateProfile, second: CandidateProfile,
+                  table: KnowledgeTable, seed: int = 0) -> RouterScore:
+    """The decomposed plan for multi-hop ``records``: ask ``first`` where the company was founded, then ``second``
+    for the capital of the country it named (no second call when it named none), and answer with that reply.
+
+    Cheap specialists chained this way can rival one expensive multi-hop expert at a fraction of its cost.
+    """
+    correct, costs = [], []
+    for record in records:
+        fact = table.lookup(record.question)
+        if fact is None or fact.kind != "multihop":
+            raise ValueError(f"record {record.id!r} is not a multi-hop question of this table: {record.question!r}")
+        reply = reply_for_fact(first, table.fact("founding_country", fact.entity), table, seed)
+        cost = reply.cost
+        if reply.answer in table.capital_of:
+            reply = reply_for_fact(second, table.fact("capital", reply.answer), table, seed)
+            cost += reply.cost
+        correct.append(reply_is_correct(reply, record.golden_answers))
+        costs.append(cost)
+    return _score(f"{first.name} -> {second.name}", records, correct, costs)

@@ -7,7 +7,7 @@ from rr1_jax.data.demonstrations import make_demonstration, make_demonstrations
 from rr1_jax.data.synthetic import DOMAINS, SyntheticConfig, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import UNABLE_TO_ANSWER, count_completion_tokens, default_candidates, \
     find_candidate, reply_for_fact, simulated_answer, simulated_reply
-from rr1_jax.data.synthetic_routing import routing_reference
+from rr1_jax.data.synthetic_routing import routing_reference, two_hop_score
 
 CONFIG = SyntheticConfig(seed=0, num_train=200, num_test=200)
 TASK = make_synthetic_task(CONFIG)
@@ -254,3 +254,20 @@ def test_direct_multihop_fraction_demonstrates_both_plans():
     assert all(len(d.routes) == 1 for d in make_demonstrations(records, TASK.table, PROFILES, direct_multihop=1.0))
     with pytest.raises(ValueError, match="direct_multihop"):
         make_demonstrations(records, TASK.table, PROFILES, direct_multihop=-0.1)
+
+
+def test_two_hop_plan_scores_what_the_decomposed_demonstrations_do():
+    multihop = [r for r in TASK.test if r.data_source == "synthetic_multihop"]
+    qwen, mistral = find_candidate(PROFILES, "Qwen2.5-7B-Instruct"), find_candidate(PROFILES, "Mistral-7B-Instruct")
+    for first, second in ((qwen, qwen), (mistral, mistral)):
+        score = two_hop_score(multihop, first, second, TASK.table, seed=0)
+        # a one-candidate pool makes the uniform demonstration call that candidate for both hops
+        demos = [make_demonstration(r, TASK.table, [first], seed=0, strategy="uniform") for r in multihop]
+        assert all(len(d.routes) == 2 for d in demos if d.routes and d.final_answer != "unknown")
+        assert score.em == pytest.approx(sum(d.correct for d in demos) / len(demos))
+        assert score.cost == pytest.approx(sum(d.cost for d in demos) / len(demos))
+    qwen_qwen = two_hop_score(multihop, qwen, qwen, TASK.table)
+    assert 0.6 <= qwen_qwen.em <= 0.95  # about 0.85 x 0.92: the chained specialists
+    assert two_hop_score(multihop, mistral, mistral, TASK.table).em < qwen_qwen.em
+    with pytest.raises(ValueError, match="not a multi-hop question"):
+        two_hop_score([r for r in TASK.test if r.data_source == "synthetic_capital"][:1], qwen, qwen, TASK.table)
