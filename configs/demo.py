@@ -8,8 +8,9 @@
 3. PPO against the simulated candidate pool (in-process OpenAI-compatible server), rewarded by exact match.
 
 Word-level task tokenizer (every entity name, tag and candidate name is one token), compact prompt, 2 routed
-turns, short generations. About 10 minutes on a 2-core CPU (591 s measured). benchmarks/learning.py runs this config with a longer
-warm start (copy 800 steps, SFT 400) and 60 GRPO iterations; measured results: README "Status".
+turns, short generations. About 10 minutes on a 2-core CPU (591 s measured). benchmarks/learning.py runs this
+config with a longer warm start (copy 800 steps, SFT 400) and 60 GRPO iterations; measured results: README
+"Status".
 """
 from configs import base
 
