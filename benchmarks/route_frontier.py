@@ -95,13 +95,18 @@ def main():
         _report(title, per_domain_routers(options, weights), reference, short)
 
 
+def _plans(names) -> str:
+    """A router's plans per domain as table cells, candidate names without "-Instruct"."""
+    return " | ".join(name.replace("-Instruct", "") for name in names)
+
+
 def _report(title, routers, reference, short):
     frontier = pareto(routers)
     print(f"\n## {title}: Pareto frontier of the {len(routers)} per-domain routers (perfect copying)")
     print("| EM | cost | " + " | ".join(short.values()) + " |")
     print("|---|---|" + "---|" * len(short))
     for em, cost, names in frontier:
-        print(f"| {em:.3f} | {cost:.1f} | " + " | ".join(n.replace("-Instruct", "") for n in names) + " |")
+        print(f"| {em:.3f} | {cost:.1f} | {_plans(names)} |")
 
     top_em, top_cost, _ = frontier[0]
     oracle_floor = 0.9 * reference.oracle.em
@@ -117,7 +122,7 @@ def _report(title, routers, reference, short):
               f"costs >= {need:.1f} ({1 - need / cost0:.1%} less; the target is >= 50%): {verdict}")
         deterministic = min((r for r in frontier if r[0] >= em0 - 0.15), key=lambda r: r[1])
         print(f"  cheapest deterministic router at EM >= {em0 - 0.15:.3f}: EM {deterministic[0]:.3f}, cost "
-              f"{deterministic[1]:.1f} ({' | '.join(n.replace('-Instruct', '') for n in deterministic[2])})")
+              f"{deterministic[1]:.1f} ({_plans(deterministic[2])})")
     print("(the frontier between its corners is reached by sending part of a domain to each of two plans)")
 
 

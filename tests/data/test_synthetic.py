@@ -259,10 +259,10 @@ def test_direct_multihop_fraction_demonstrates_both_plans():
 def test_two_hop_plan_scores_what_the_decomposed_demonstrations_do():
     multihop = [r for r in TASK.test if r.data_source == "synthetic_multihop"]
     qwen, mistral = find_candidate(PROFILES, "Qwen2.5-7B-Instruct"), find_candidate(PROFILES, "Mistral-7B-Instruct")
-    for first, second in ((qwen, qwen), (mistral, mistral)):
-        score = two_hop_score(multihop, first, second, TASK.table, seed=0)
+    for candidate in (qwen, mistral):
+        score = two_hop_score(multihop, candidate, candidate, TASK.table, seed=0)
         # a one-candidate pool makes the uniform demonstration call that candidate for both hops
-        demos = [make_demonstration(r, TASK.table, [first], seed=0, strategy="uniform") for r in multihop]
+        demos = [make_demonstration(r, TASK.table, [candidate], seed=0, strategy="uniform") for r in multihop]
         assert all(len(d.routes) == 2 for d in demos if d.routes and d.final_answer != "unknown")
         assert score.em == pytest.approx(sum(d.correct for d in demos) / len(demos))
         assert score.cost == pytest.approx(sum(d.cost for d in demos) / len(demos))
