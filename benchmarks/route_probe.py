@@ -2,10 +2,11 @@
 
 For each held-out question, the policy reads its prompt plus the terse demonstrations' first turn up to the
 candidate name (`<think>capital</think>\\n<search> `; for a multi-hop question its decomposed first hop, or with
-`--direct-multihop` the question asked in one call, for starts with `sft.direct_multihop=1`), and the
-probe prints the mean probability of each candidate's (first) name token, per domain. Greedy evaluation shows only
-each domain's argmax; this shows whether a policy's choice depends on the domain at all, or whether training only
-moved one preference shared by every domain (issue #7).
+`--direct-multihop` the question asked in one call, for starts with `sft.direct_multihop=1`), and the probe
+prints the mean probability of each candidate's (first) name token, per domain. Greedy evaluation shows only each
+domain's argmax; this shows whether a policy's choice depends on the domain at all, or whether training only moved
+one preference shared by every domain (issue #7). The last column, the cosine between the domains' mean final
+hidden states at that token, shows how far the state itself tells the domains apart.
 
 Usage: `.venv/bin/python benchmarks/route_probe.py runs/learning/sft/hf_export runs/learning/ppo_alpha0/hf_export`
 """
@@ -50,22 +51,32 @@ def probe_setup(path: str, num_questions: int):
     return c, data, pool, template, tokenizer
 
 
-def route_probabilities(path: str, num_questions: int,
-                        decompose_multihop: bool = True) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
-    """(candidate names, {domain: [num candidates] mean probability of each at the first routing token})."""
+def route_probabilities(path: str, num_questions: int, decompose_multihop: bool = True):
+    """(candidate names, {domain: [num candidates] mean probability of each at the first routing token},
+    {domain: [E] mean final hidden state there})."""
     _, data, pool, template, tokenizer = probe_setup(path, num_questions)
     model = load_model(path)
     first_ids = jnp.asarray([tokenizer.encode(name, add_special_tokens=False)[0] for name in pool.names])
     profiles = default_candidates()
-    by_domain = collections.defaultdict(list)
+    by_domain, states = collections.defaultdict(list), collections.defaultdict(list)
     for record in data.val:
         turn = make_demonstration(record, data.task.table, profiles, strategy="uniform", style="terse",
                                   decompose_multihop=decompose_multihop).text
         prefix = turn[:turn.index(_ROUTE_TAG) + len(_ROUTE_TAG)]  # the first think, up to the candidate name
         ids = render_prompt(tokenizer, record.question, template) + tokenizer.encode(prefix, add_special_tokens=False)
-        logits = model(jnp.asarray([ids]), jnp.arange(len(ids))[None])[0, -1]  # [V]
+        hidden, _ = model.hidden_states(jnp.asarray([ids]), jnp.arange(len(ids))[None])
+        logits = model.logits_from_hidden(hidden[0, -1])  # [V]
         by_domain[record.metadata["domain"]].append(np.asarray(jax.nn.softmax(logits)[first_ids]))
-    return pool.names, {domain: np.mean(rows, axis=0) for domain, rows in sorted(by_domain.items())}
+        states[record.metadata["domain"]].append(np.asarray(hidden[0, -1], np.float32))
+    return (pool.names, {domain: np.mean(rows, axis=0) for domain, rows in sorted(by_domain.items())},
+            {domain: np.mean(rows, axis=0) for domain, rows in sorted(states.items())})
+
+
+def cosines(states: dict[str, np.ndarray]) -> np.ndarray:
+    """[D, D] cosine similarity of the domains' mean routing states: near 1, an update of a candidate's output
+    embedding moves its logit in every domain alike (the preference shared by all domains, issue #7)."""
+    unit = np.stack([v / np.linalg.norm(v) for v in states.values()])  # [D, E]
+    return unit @ unit.T
 
 
 def main():
@@ -76,11 +87,13 @@ def main():
                         help="probe multi-hop questions asked in one call (starts with sft.direct_multihop=1)")
     args = parser.parse_args()
     for path in args.paths:
-        names, table = route_probabilities(path, args.eval, not args.direct_multihop)
-        print(f"\n{path}\n\n| domain | " + " | ".join(n.removesuffix("-Instruct") for n in names) + " |\n|---|"
-              + "---|" * len(names))
-        for domain, probs in table.items():
-            print(f"| {domain} | " + " | ".join(f"{p:.2f}" for p in probs) + " |")
+        names, table, states = route_probabilities(path, args.eval, not args.direct_multihop)
+        cos = cosines(states)
+        print(f"\n{path}\n\n| domain | " + " | ".join(n.removesuffix("-Instruct") for n in names)
+              + " | state cosine to " + ", ".join(states) + " |\n|---|" + "---|" * (len(names) + 1))
+        for (domain, probs), row in zip(table.items(), cos):
+            print(f"| {domain} | " + " | ".join(f"{p:.2f}" for p in probs) + " | "
+                  + " ".join(f"{x:.2f}" for x in row) + " |")
 
 
 if __name__ == "__main__":
