@@ -84,12 +84,13 @@ def test_two_processes_match_one(tmp_path, worker_args):
         print(f"process {pid}: max |multi - single| over {len(diffs)} actor arrays = {max(diffs.values()):.3g}")
         # Cross-process all-reduces sum in another order (~1e-7 relative). Adam's early updates are ~lr·sign(g),
         # so where a gradient element is ~0 that noise can flip a sign and move that one weight by up to ~2·lr per
-        # update (seen: 1.2e-6 and 5.9e-5 on 1 of 8-16K weights, lr 1e-4). A real layout bug (a process's rows
-        # missing or duplicated) moves most weights by ~lr, so the test bounds the 99.9th percentile tightly and
-        # single outliers only by what Adam allows (2 iterations x 2·lr).
+        # update (seen: 1.2e-6 and 5.9e-5 on 1 of 8-16K weights, lr 1e-4; on an AVX-512 machine, where XLA sums
+        # in yet another order, 11 of k_proj's 4096 weights by 2e-6 to 1.1e-5). A real layout bug (a process's
+        # rows missing or duplicated) moves most weights by ~lr, so the test bounds the 99th percentile tightly
+        # and single outliers only by what Adam allows (2 iterations x 2·lr).
         for k in diffs:
             delta = np.abs(multi[k] - single[k])
-            assert np.quantile(delta, 0.999) <= 1e-6 and delta.max() <= 4e-4, (k, float(delta.max()))
+            assert np.quantile(delta, 0.99) <= 1e-6 and delta.max() <= 4e-4, (k, float(delta.max()))
     # same episodes (rewards, routes, token counts) and same losses per iteration; the actor was updated
     rows = {name: [json.loads(x) for x in open(tmp_path / name / "metrics.jsonl")] for name in ("single", "multi")}
     assert [r["step"] for r in rows["multi"]] == [1, 2]
