@@ -100,7 +100,8 @@ def test_two_processes_match_one(tmp_path, worker_args):
         for key in keys + (() if worker_args else ("critic/vf_loss",)):  # GRPO has no critic
             assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
         # pg_loss = -mean(A·ratio) with whitened (GAE) or group-normalised (GRPO) advantages: ~0 by construction,
-        # so its value is float32 rounding of a sum of O(1) terms (~1e-5; CI saw -1.9e-5 vs -2.5e-5); compare it at
-        # that scale
-        assert two["actor/pg_loss"] == pytest.approx(one["actor/pg_loss"], abs=1e-4)
+        # so its value is float32 rounding of a sum of O(1) terms plus the ratio's drift over the passes, which the
+        # weights' all-reduce noise above shifts (CI saw -1.9e-5 vs -2.5e-5; an AVX-512 machine -1.7e-4 vs
+        # -2.5e-5); compare it at that scale (the weights above are the strict check)
+        assert two["actor/pg_loss"] == pytest.approx(one["actor/pg_loss"], abs=5e-4)
     assert sorted(os.listdir(tmp_path / "multi" / "ckpt"))[-1] == "2"  # written collectively by both processes
