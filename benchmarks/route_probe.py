@@ -51,7 +51,12 @@ def probe_setup(path: str, num_questions: int):
     return c, data, pool, template, tokenizer
 
 
-def route_probabilities(path: str, num_questions: int, decompose_multihop: bool = True):
+def _domain_means(rows: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    return {domain: np.mean(values, axis=0) for domain, values in sorted(rows.items())}
+
+
+def route_probabilities(path: str, num_questions: int, decompose_multihop: bool = True
+                        ) -> tuple[tuple[str, ...], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(candidate names, {domain: [num candidates] mean probability of each at the first routing token},
     {domain: [E] mean final hidden state there})."""
     _, data, pool, template, tokenizer = probe_setup(path, num_questions)
@@ -68,8 +73,7 @@ def route_probabilities(path: str, num_questions: int, decompose_multihop: bool 
         logits = model.logits_from_hidden(hidden[0, -1])  # [V]
         by_domain[record.metadata["domain"]].append(np.asarray(jax.nn.softmax(logits)[first_ids]))
         states[record.metadata["domain"]].append(np.asarray(hidden[0, -1], np.float32))
-    return (pool.names, {domain: np.mean(rows, axis=0) for domain, rows in sorted(by_domain.items())},
-            {domain: np.mean(rows, axis=0) for domain, rows in sorted(states.items())})
+    return pool.names, _domain_means(by_domain), _domain_means(states)
 
 
 def cosines(states: dict[str, np.ndarray]) -> np.ndarray:
