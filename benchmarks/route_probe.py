@@ -61,19 +61,31 @@ def route_probabilities(path: str, num_questions: int, decompose_multihop: bool 
     {domain: [E] mean final hidden state there})."""
     _, data, pool, template, tokenizer = probe_setup(path, num_questions)
     model = load_model(path)
-    first_ids = jnp.asarray([tokenizer.encode(name, add_special_tokens=False)[0] for name in pool.names])
-    profiles = default_candidates()
+    first_ids = jnp.asarray(first_name_tokens(tokenizer, pool.names))
     by_domain, states = collections.defaultdict(list), collections.defaultdict(list)
+    for domain, ids in routing_prefixes(data, tokenizer, template, decompose_multihop):
+        hidden, _ = model.hidden_states(jnp.asarray([ids]), jnp.arange(len(ids))[None])
+        logits = model.logits_from_hidden(hidden[0, -1])  # [V]
+        by_domain[domain].append(np.asarray(jax.nn.softmax(logits)[first_ids]))
+        states[domain].append(np.asarray(hidden[0, -1], np.float32))
+    return pool.names, _domain_means(by_domain), _domain_means(states)
+
+
+def first_name_tokens(tokenizer, names) -> list[int]:
+    """Each candidate name's first token id: the token its routing choice is made on."""
+    return [tokenizer.encode(name, add_special_tokens=False)[0] for name in names]
+
+
+def routing_prefixes(data, tokenizer, template, decompose_multihop: bool = True):
+    """(domain, token ids) per held-out question: its prompt plus the terse demonstrations' first think, up to
+    the candidate name (the position whose next token is the routing choice)."""
+    profiles = default_candidates()
     for record in data.val:
         turn = make_demonstration(record, data.task.table, profiles, strategy="uniform", style="terse",
                                   decompose_multihop=decompose_multihop).text
-        prefix = turn[:turn.index(_ROUTE_TAG) + len(_ROUTE_TAG)]  # the first think, up to the candidate name
-        ids = render_prompt(tokenizer, record.question, template) + tokenizer.encode(prefix, add_special_tokens=False)
-        hidden, _ = model.hidden_states(jnp.asarray([ids]), jnp.arange(len(ids))[None])
-        logits = model.logits_from_hidden(hidden[0, -1])  # [V]
-        by_domain[record.metadata["domain"]].append(np.asarray(jax.nn.softmax(logits)[first_ids]))
-        states[record.metadata["domain"]].append(np.asarray(hidden[0, -1], np.float32))
-    return pool.names, _domain_means(by_domain), _domain_means(states)
+        prefix = turn[:turn.index(_ROUTE_TAG) + len(_ROUTE_TAG)]
+        yield record.metadata["domain"], (render_prompt(tokenizer, record.question, template)
+                                          + tokenizer.encode(prefix, add_special_tokens=False))
 
 
 def cosines(states: dict[str, np.ndarray]) -> np.ndarray:

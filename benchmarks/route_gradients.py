@@ -1,0 +1,85 @@
+"""Route gradients: does a policy-gradient step on one domain's routing move every other domain's as much?
+
+For each held-out question, the gradient of log pi(candidate | routing prefix) with respect to every policy
+weight, for each candidate (the prefix is `route_probe.py`'s: the prompt and the first think, up to the
+candidate name). Averaged per domain, the cosine between two domains' mean gradients says how much of an update
+that raises a candidate after one domain's questions raises it after the other's (exactly so for plain SGD; Adam
+rescales each weight). Near 1, PPO can only move one preference shared by all domains, and the candidate that is
+best on average wins everywhere (issue #7, docs/learning.md). Printed per candidate: the mean and the largest
+cosine between two domains, over all weights and over all but the (tied) embedding.
+
+Usage: `.venv/bin/python benchmarks/route_gradients.py runs/learning/sft/hf_export [more exports] [--eval 100]`
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from benchmarks.route_probe import first_name_tokens, probe_setup, routing_prefixes  # noqa: E402
+from rr1_jax.model.weights import load_model  # noqa: E402
+
+
+def domain_gradients(path: str, num_questions: int, decompose_multihop: bool = True):
+    """(candidate names, {domain: [C, P] mean gradient of each candidate's log-probability}, [P] bool: which of
+    the P flattened weights belong to the embedding)."""
+    _, data, pool, template, tokenizer = probe_setup(path, num_questions)
+    graphdef, weights = nnx.split(load_model(path))
+    name_ids = jnp.asarray(first_name_tokens(tokenizer, pool.names))  # [C]
+
+    def route_logprobs(weights, ids, last):  # ids [1, W] right-padded (causal: padding cannot reach `last`)
+        logits = nnx.merge(graphdef, weights)(ids, jnp.arange(ids.shape[1])[None])[0, last]  # [V]
+        return jax.nn.log_softmax(logits.astype(jnp.float32))[name_ids]  # [C]
+
+    jacobian = jax.jit(jax.jacrev(route_logprobs))
+    leaves, _ = jax.tree_util.tree_flatten_with_path(weights)
+    is_embed = np.concatenate([np.full(leaf.size, "embed" in jax.tree_util.keystr(key)) for key, leaf in leaves])
+    sums, counts = {}, collections.Counter()
+    for domain, ids in routing_prefixes(data, tokenizer, template, decompose_multihop):
+        width = -(-len(ids) // 64) * 64  # one compiled shape per 64 tokens of length
+        padded = np.full((1, width), tokenizer.pad_token_id, np.int32)
+        padded[0, :len(ids)] = ids
+        grads = jacobian(weights, jnp.asarray(padded), len(ids) - 1)  # leaves [C, *leaf shape]
+        flat = np.concatenate([np.asarray(g, np.float64).reshape(len(pool.names), -1)
+                               for g in jax.tree_util.tree_leaves(grads)], axis=1)  # [C, P]
+        sums[domain] = sums.get(domain, 0.0) + flat
+        counts[domain] += 1
+    return pool.names, {d: sums[d] / counts[d] for d in sorted(sums)}, is_embed
+
+
+def domain_cosines(means: dict[str, np.ndarray], keep: np.ndarray) -> np.ndarray:
+    """[C, D, D]: per candidate, the cosine between each pair of domains' mean gradients over the `keep` weights."""
+    g = np.stack([m[:, keep] for m in means.values()], axis=1)  # [C, D, P']
+    unit = g / np.linalg.norm(g, axis=-1, keepdims=True)
+    return np.einsum("cdp,cep->cde", unit, unit)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", help="exported policies (hf_export directories of synthetic runs)")
+    parser.add_argument("--eval", type=int, default=100, help="held-out questions")
+    parser.add_argument("--direct-multihop", action="store_true",
+                        help="probe multi-hop questions asked in one call (starts with sft.direct_multihop=1)")
+    args = parser.parse_args()
+    for path in args.paths:
+        names, means, is_embed = domain_gradients(path, args.eval, not args.direct_multihop)
+        off = ~np.eye(len(means), dtype=bool)
+        print(f"\n{path} (domains: {', '.join(means)})\n\n| candidate | cosine between domains: mean | max "
+              "| without the embedding: mean | max |\n|---|---|---|---|---|")
+        both = [domain_cosines(means, keep)[:, off] for keep in (np.ones_like(is_embed), ~is_embed)]  # [C, pairs]
+        for i, name in enumerate(names):
+            print(f"| {name.removesuffix('-Instruct')} | " + " | ".join(
+                f"{cos[i].mean():.2f} | {cos[i].max():.2f}" for cos in both) + " |")
+
+
+if __name__ == "__main__":
+    main()
