@@ -20,23 +20,35 @@ from rr1_jax.data.synthetic import KnowledgeTable
 
 
 def invented_words(table: KnowledgeTable) -> list[str]:
-    """Every invented word of the world, sorted: countries, capitals, founders' names, and the invented first
-    words of company and album names (their suffixes, e.g. "Labs", are ordinary words and stay)."""
+    """Every invented word of the world, sorted: countries, capitals, and the invented first words of company and
+    album names (their suffixes, e.g. "Labs", are ordinary words and stay). Founders' names are renamed whole
+    (`invented_names`)."""
     words = set(table.capital_of) | set(table.capital_of.values())
     words |= {name.split()[0] for name in (*table.founder_of, *table.year_of)}
-    words |= {word for founder in table.founder_of.values() for word in founder.split()}
     return sorted(words)
 
 
-def rename_demonstration(demo: Demonstration, words: Sequence[str], rng: random.Random) -> Demonstration:
-    """`demo` with each invented word (of `words`) mapped to a distinct random word of `words`, everywhere:
-    question, golden answers, policy text and observations. Routes, correctness and cost are unchanged."""
-    known = set(words)
-    pattern = re.compile(r"\b[A-Z][a-z]+\b")
+def invented_names(table: KnowledgeTable) -> list[str]:
+    """Every founder's full name, sorted: renamed only to another founder's name, so a name that is one token
+    of the task's word tokenizer (`answer_phrases`) stays one token after renaming."""
+    return sorted(set(table.founder_of.values()))
+
+
+def rename_demonstration(demo: Demonstration, words: Sequence[str], rng: random.Random,
+                         names: Sequence[str] = ()) -> Demonstration:
+    """`demo` with each invented word (of `words`) mapped to a distinct random word of `words`, and each
+    multi-word name (of `names`) to a distinct random name of `names`, everywhere: question, golden answers,
+    policy text and observations. Routes, correctness and cost are unchanged."""
+    known = set(words) | set(names)
+    whole = "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
+    pattern = re.compile((rf"\b(?:{whole})\b|" if names else "") + r"\b[A-Z][a-z]+\b")
     texts = [demo.record.question, *demo.record.golden_answers, demo.final_answer,
              *(segment.text for segment in demo.segments)]
-    present = sorted({w for text in texts for w in pattern.findall(text) if w in known})
-    mapping = dict(zip(present, rng.sample(list(words), len(present))))
+    present = {w for text in texts for w in pattern.findall(text) if w in known}
+    present_names = sorted(present & set(names))
+    present_words = sorted(present - set(names))
+    mapping = {**dict(zip(present_words, rng.sample(list(words), len(present_words)))),
+               **dict(zip(present_names, rng.sample(list(names), len(present_names))))}
 
     def rename(text: str) -> str:
         return pattern.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
@@ -53,5 +65,5 @@ def rename_some(demos: Sequence[Demonstration], table: KnowledgeTable, fraction:
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"rename fraction must lie in [0, 1], got {fraction}")
     rng = random.Random(f"rr1_jax.renaming/{seed}")
-    words = invented_words(table)
-    return [rename_demonstration(d, words, rng) if rng.random() < fraction else d for d in demos]
+    words, names = invented_words(table), invented_names(table)
+    return [rename_demonstration(d, words, rng, names) if rng.random() < fraction else d for d in demos]

@@ -29,7 +29,8 @@ from rr1_jax.data.qa import QARecord, load_qa_file
 from rr1_jax.data.renaming import rename_some
 from rr1_jax.data.synthetic import SyntheticConfig, SyntheticTask, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
-from rr1_jax.data.synthetic_tokenizer import task_corpus, train_task_tokenizer, train_word_tokenizer
+from rr1_jax.data.synthetic_tokenizer import (answer_phrases, task_corpus, train_task_tokenizer,
+                                              train_word_tokenizer)
 from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator
 from rr1_jax.eval.report import GREEDY, MethodResult
 from rr1_jax.eval.scoring import CALLS_PREFIX, score_policy_episode
@@ -77,7 +78,8 @@ def load_run_data(config) -> RunData:
 
 def build_tokenizer(config, data: RunData, template: str, names: Sequence[str] = ()):
     """The policy's tokenizer (with a pad token). `synthetic:<vocab>` trains a small BPE on the synthetic task,
-    `synthetic:words` a word-level one (every word, tag and candidate name in `names` one token).
+    `synthetic:words` a word-level one (every word, tag, candidate name in `names` and multi-word answer one
+    token).
 
     A policy exported from a synthetic-tokenizer run (`model.path` set) is loaded with the tokenizer saved next
     to it: a synthetic vocabulary depends on the task's size, so rebuilding it under other data settings would
@@ -91,7 +93,7 @@ def build_tokenizer(config, data: RunData, template: str, names: Sequence[str] =
             raise ValueError(f"model.tokenizer={spec!r} needs data.source='synthetic'")
         kind = spec.split(":", 1)[1]
         corpus = task_corpus(data.task, [template])
-        tokenizer = (train_word_tokenizer(corpus, names) if kind == "words"
+        tokenizer = (train_word_tokenizer(corpus, names, answer_phrases(data.task)) if kind == "words"
                      else train_task_tokenizer(corpus, int(kind)))
     else:
         tokenizer = load_tokenizer(resolve_model_path(spec))

@@ -5,28 +5,33 @@ import re
 import pytest
 
 from rr1_jax.data.demonstrations import make_demonstrations
-from rr1_jax.data.renaming import invented_words, rename_demonstration, rename_some
+from rr1_jax.data.renaming import invented_names, invented_words, rename_demonstration, rename_some
 from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
 
 TASK = make_synthetic_task(SyntheticConfig(num_train=40, num_test=4))
 DEMOS = make_demonstrations(TASK.train, TASK.table, default_candidates(), strategy="uniform", style="terse")
 WORDS = invented_words(TASK.table)
+NAMES = invented_names(TASK.table)  # founders' full names
+
+
+_NAME_OR_WORD = re.compile("|".join(map(re.escape, NAMES)) + r"|\b[A-Z][a-z]+\b")
 
 
 def _names(text):
-    return [w for w in re.findall(r"\b[A-Z][a-z]+\b", text) if w in set(WORDS)]
+    return [w for w in _NAME_OR_WORD.findall(text) if w in {*WORDS, *NAMES}]
 
 
 def test_invented_words_cover_every_name_of_the_world_and_no_cue_words():
     assert set(TASK.table.capital_of) <= set(WORDS) and set(TASK.table.capital_of.values()) <= set(WORDS)
     assert {c.split()[0] for c in TASK.table.founder_of} <= set(WORDS)
+    assert set(TASK.table.founder_of.values()) == set(NAMES) and all(" " in name for name in NAMES)
     assert "Labs" not in WORDS and "Echoes" not in WORDS and "What" not in WORDS
 
 
 def test_renaming_is_consistent_across_question_queries_replies_and_answer():
     for demo in DEMOS:
-        renamed = rename_demonstration(demo, WORDS, random.Random(0))
+        renamed = rename_demonstration(demo, WORDS, random.Random(0), NAMES)
         entity = demo.record.metadata["entity"].split()[0]
         new_entity = _names(renamed.record.question)[0]
         assert entity not in renamed.text and new_entity != entity
@@ -45,8 +50,20 @@ def test_renaming_is_consistent_across_question_queries_replies_and_answer():
 
 def test_distinct_names_stay_distinct():
     demo = next(d for d in DEMOS if len(set(_names(d.text))) >= 3)
-    renamed = rename_demonstration(demo, WORDS, random.Random(1))
+    renamed = rename_demonstration(demo, WORDS, random.Random(1), NAMES)
     assert len(set(_names(renamed.text))) == len(set(_names(demo.text)))
+
+
+def test_founders_names_are_renamed_whole_to_other_founders_names():
+    """A founder's name is one token of the demo's word tokenizer; renaming it word by word would make names
+    the tokenizer has never seen (two tokens each) in half of the SFT demonstrations."""
+    demos = [d for d in DEMOS if d.record.metadata["domain"] == "founder" and d.final_answer in NAMES]
+    assert len(demos) >= 3
+    for demo in demos:
+        renamed = rename_demonstration(demo, WORDS, random.Random(2), NAMES)
+        assert renamed.final_answer in NAMES and renamed.final_answer != demo.final_answer
+        assert demo.final_answer not in renamed.text and renamed.final_answer in renamed.text
+        assert all(word not in renamed.text for word in demo.final_answer.split())
 
 
 def test_rename_some_fraction_and_determinism():

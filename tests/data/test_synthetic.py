@@ -199,16 +199,28 @@ def test_terse_demonstrations_keep_routes_and_answers_and_pass_the_format_gate()
 
 
 def test_word_tokenizer_makes_every_entity_one_token_and_round_trips_task_text():
-    from rr1_jax.data.synthetic_tokenizer import ROUTER_TAGS, task_corpus, train_word_tokenizer
+    from rr1_jax.data.renaming import rename_some
+    from rr1_jax.data.synthetic_tokenizer import ROUTER_TAGS, answer_phrases, task_corpus, train_word_tokenizer
 
     task = make_synthetic_task(SyntheticConfig(seed=1, num_train=40, num_test=20))
-    tokenizer = train_word_tokenizer(task_corpus(task, ["Question: {question}\n"]))
+    phrases = answer_phrases(task)
+    assert phrases == sorted(set(task.table.founder_of.values()))  # the only answers of several words
+    tokenizer = train_word_tokenizer(task_corpus(task, ["Question: {question}\n"]), phrases=phrases)
     for record in task.train + task.test:  # test entities too: the vocabulary covers the whole world
         entity = record.metadata["entity"].split()[0]
         assert len(tokenizer.encode(" " + entity, add_special_tokens=False)) == 1
-    for demo in make_demonstrations(task.train[:20], task.table, PROFILES, strategy="uniform", style="terse"):
+    for name in phrases:  # a founder's name is one token, bare (after a tag) or after a space, like any word
+        assert len(tokenizer.encode(name, add_special_tokens=False)) == 1
+        assert len(tokenizer.encode(f"<answer> {name} </answer>", add_special_tokens=False)) == 4
+    demos = make_demonstrations(task.train[:20], task.table, PROFILES, strategy="uniform", style="terse",
+                                direct_multihop=0.5)  # both multi-hop plans: "capital of founding country"
+    assert any("founding" in demo.text for demo in demos)
+    for demo in demos + rename_some(demos, task.table, 1.0):  # renamed founders' names stay one token
         ids = tokenizer.encode(demo.text, add_special_tokens=False)
         assert tokenizer.decode(ids) == demo.text and tokenizer.unk_token_id not in ids
+        for name in phrases:
+            if name in demo.text:
+                assert tokenizer.convert_tokens_to_ids(tokenizer.tokenize(name)) != [tokenizer.unk_token_id]
     for kind in DOMAINS:  # any value a (wrong) reply can name, mentioned by a question or not
         for value in task.table.answers_of_kind(kind):
             assert tokenizer.unk_token_id not in tokenizer.encode(f"<information>{value}.", add_special_tokens=False)
