@@ -30,6 +30,9 @@ def main(argv):
     t0 = time.perf_counter()
     summary = train(config)
     print_summary(summary, config)
+    if summary["start_step"] >= config.train.total_steps:  # resumed a finished run: nothing was trained
+        print(f"\n{config.workdir} already holds a finished run ({summary['start_step']} PPO iterations; metrics, "
+              f"plots and export are there). To train the demo again: rm -rf {config.workdir}")
     plots = os.path.join(config.workdir, "plots")
     if os.path.isdir(plots):
         print(f"\nplots: {', '.join(sorted(os.path.join(plots, p) for p in os.listdir(plots)))}")

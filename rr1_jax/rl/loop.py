@@ -219,7 +219,11 @@ class Run:
         self.prompt_width = _round_up(longest)
         self.copy_losses: list[float] = []
         self.sft_losses: list[float] = []
-        if c.sft.steps > 0:
+        self.checkpointer = TrainCheckpointer(os.path.join(workdir, "ckpt"), keep=c.checkpoint.keep,
+                                              save_every=c.checkpoint.save_every, async_save=c.checkpoint.async_save)
+        # A resumed run restores the warm-started actor and its reference from the checkpoint: no second SFT.
+        self.resuming = self.checkpointer.latest_step() is not None
+        if c.sft.steps > 0 and not self.resuming:
             self.model, self.copy_losses, self.sft_losses = sft_warm_start(self.model, self.tokenizer, self.data,
                                                                            self.template, c)
         self.ppo = ppo_config_from(c.ppo, rollout_temperature=c.rollout.temperature)
@@ -257,8 +261,7 @@ class Run:
 
 async def _train(run: Run) -> dict:
     c, trainer = run.config, run.trainer
-    ckpt = TrainCheckpointer(os.path.join(run.workdir, "ckpt"), keep=c.checkpoint.keep,
-                             save_every=c.checkpoint.save_every, async_save=c.checkpoint.async_save)
+    ckpt = run.checkpointer
     hosts = run.hosts
     batches = QABatchIterator(run.data.train, hosts.local_batch_size(c.data.batch_size, len(run.data.train)),
                               seed=c.seed)
