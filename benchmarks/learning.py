@@ -2,7 +2,7 @@
 
 One run, three policies evaluated greedily on the same held-out questions (test split, disjoint entities):
   1. the SFT start: `configs/demo.py`'s copy warm-up and SFT on uniform-route demonstrations (format and
-     copying, no routing choice), longer than the demo's (`WARM_START`), exported once and shared by both PPO
+     copying, no routing choice), the same warm start as `make demo`'s, exported once and shared by both PPO
      runs;
   2. PPO with alpha=0 (reward = format-gated exact match) from that start, as GRPO (`PPO`: groups of 4 episodes
      per question, 4 passes over each batch, a KL loss of 0.5 to the start);
@@ -33,9 +33,6 @@ from rr1_jax.eval.scoring import CALLS_PREFIX, OVERALL  # noqa: E402
 from rr1_jax.rl.loop import load_run_data, train  # noqa: E402
 
 
-# A longer warm start than `make demo` affords in its 10 minutes (600 copy steps, 300 SFT steps): what README's
-# learning table was measured with.
-WARM_START = {"sft.copy_steps": 800, "sft.steps": 400}
 # PPO from the warm start. GRPO's per-question groups, several passes per batch and a strong KL loss to the
 # uniform-route start let routing become per-domain; GAE or a weak KL (0.05) moves every domain to the candidate
 # that is best on average (README "Status").
@@ -46,7 +43,6 @@ PPO_ITERATIONS = 60
 
 def _config(workdir: str, steps: int, eval_size: int, **overrides):
     c = demo.get_config()
-    overrides = {**WARM_START, **overrides}
     c.workdir = workdir
     c.data.val_size = eval_size
     c.data.synthetic.num_test = max(c.data.synthetic.num_test, eval_size)
