@@ -12,7 +12,6 @@ Usage: `.venv/bin/python benchmarks/route_gradients.py runs/learning/sft/hf_expo
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import sys
@@ -25,7 +24,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from benchmarks.route_probe import first_name_tokens, probe_setup, routing_prefixes  # noqa: E402
+from benchmarks.route_probe import (first_name_tokens, probe_arguments, probe_setup,  # noqa: E402
+                                    routing_prefixes)
 from rr1_jax.model.weights import load_model  # noqa: E402
 
 
@@ -64,12 +64,7 @@ def domain_cosines(means: dict[str, np.ndarray], keep: np.ndarray) -> np.ndarray
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", help="exported policies (hf_export directories of synthetic runs)")
-    parser.add_argument("--eval", type=int, default=100, help="held-out questions")
-    parser.add_argument("--direct-multihop", action="store_true",
-                        help="probe multi-hop questions asked in one call (starts with sft.direct_multihop=1)")
-    args = parser.parse_args()
+    args = probe_arguments(__doc__)
     for path in args.paths:
         names, means, is_embed = domain_gradients(path, args.eval, not args.direct_multihop)
         off = ~np.eye(len(means), dtype=bool)

@@ -95,13 +95,18 @@ def cosines(states: dict[str, np.ndarray]) -> np.ndarray:
     return unit @ unit.T
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def probe_arguments(description: str) -> argparse.Namespace:
+    """The routing probes' command line: exported policies, `--eval` questions, `--direct-multihop`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="exported policies (hf_export directories of synthetic runs)")
     parser.add_argument("--eval", type=int, default=100, help="held-out questions")
     parser.add_argument("--direct-multihop", action="store_true",
                         help="probe multi-hop questions asked in one call (starts with sft.direct_multihop=1)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main():
+    args = probe_arguments(__doc__)
     for path in args.paths:
         names, table, states = route_probabilities(path, args.eval, not args.direct_multihop)
         cos = cosines(states)
