@@ -8,7 +8,7 @@
 3. PPO against the simulated candidate pool (in-process OpenAI-compatible server), rewarded by exact match.
 
 Word-level task tokenizer (every entity name, founder's name, tag and candidate name is one token), compact prompt,
-2 routed turns, short generations. About 9 minutes on a 2-core CPU (README "Status" has the measured figures).
+2 routed turns, short generations. About 8 minutes on a 2-core CPU (488 s measured; README "Status").
 benchmarks/learning.py starts from this warm start and runs 60 GRPO iterations instead of this config's 20 GAE ones.
 With a shorter warm start (copy 600, SFT 300 steps) a fresh start answered one constant founder's name to most
 founder and album questions (49 of 100 answers copied, against 97 after 800 and 400).
