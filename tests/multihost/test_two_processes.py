@@ -99,9 +99,11 @@ def test_two_processes_match_one(tmp_path, worker_args):
         keys = ("episode/reward", "episode/em", "episode/routes", "episode/cost", "perf/tokens")
         for key in keys + (() if worker_args else ("critic/vf_loss",)):  # GRPO has no critic
             assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
-        # pg_loss = -mean(A·ratio) with whitened (GAE) or group-normalised (GRPO) advantages: ~0 by construction,
-        # so its value is float32 rounding of a sum of O(1) terms plus the ratio's drift over the passes, which the
-        # weights' all-reduce noise above shifts (CI saw -1.9e-5 vs -2.5e-5; an AVX-512 machine -1.7e-4 vs
-        # -2.5e-5); compare it at that scale (the weights above are the strict check)
-        assert two["actor/pg_loss"] == pytest.approx(one["actor/pg_loss"], abs=5e-4)
+        # The actor's loss aggregation across processes (token sums and counts all-reduced per mini-batch), checked
+        # on O(1) quantities: the token-mean entropy and the all-reduced gradient's norm. Not pg_loss: it is
+        # -mean(A·ratio) with whitened advantages, ~0 by construction, and when a batch's returns are nearly
+        # constant (tiny policies fail the format alike) whitening turns summation-order noise into its whole value
+        # (seen: -6.0e-4 single vs -3.0e-5 multi, with entropies equal to 1e-7 and grad norms to 6e-6).
+        assert two["actor/entropy"] == pytest.approx(one["actor/entropy"], rel=1e-5)
+        assert two["actor/grad_norm"] == pytest.approx(one["actor/grad_norm"], rel=1e-4, abs=1e-9)
     assert sorted(os.listdir(tmp_path / "multi" / "ckpt"))[-1] == "2"  # written collectively by both processes
