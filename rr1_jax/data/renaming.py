@@ -39,14 +39,15 @@ def rename_demonstration(demo: Demonstration, words: Sequence[str], rng: random.
     """`demo` with each invented word (of `words`) mapped to a distinct random word of `words`, and each
     multi-word name (of `names`) to a distinct random name of `names`, everywhere: question, golden answers,
     policy text and observations. Routes, correctness and cost are unchanged."""
-    known = set(words) | set(names)
+    name_set = set(names)
+    known = set(words) | name_set
     whole = "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
     pattern = re.compile((rf"\b(?:{whole})\b|" if names else "") + r"\b[A-Z][a-z]+\b")
     texts = [demo.record.question, *demo.record.golden_answers, demo.final_answer,
              *(segment.text for segment in demo.segments)]
     present = {w for text in texts for w in pattern.findall(text) if w in known}
-    present_names = sorted(present & set(names))
-    present_words = sorted(present - set(names))
+    present_names = sorted(present & name_set)
+    present_words = sorted(present - name_set)
     mapping = {**dict(zip(present_words, rng.sample(list(words), len(present_words)))),
                **dict(zip(present_names, rng.sample(list(names), len(present_names))))}
 

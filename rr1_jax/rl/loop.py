@@ -222,8 +222,8 @@ class Run:
         self.checkpointer = TrainCheckpointer(os.path.join(workdir, "ckpt"), keep=c.checkpoint.keep,
                                               save_every=c.checkpoint.save_every, async_save=c.checkpoint.async_save)
         # A resumed run restores the warm-started actor and its reference from the checkpoint: no second SFT.
-        self.resuming = self.checkpointer.latest_step() is not None
-        if c.sft.steps > 0 and not self.resuming:
+        resuming = self.checkpointer.latest_step() is not None
+        if c.sft.steps > 0 and not resuming:
             self.model, self.copy_losses, self.sft_losses = sft_warm_start(self.model, self.tokenizer, self.data,
                                                                            self.template, c)
         self.ppo = ppo_config_from(c.ppo, rollout_temperature=c.rollout.temperature)
