@@ -7,8 +7,8 @@
    does not pay, copy rows stay mixed into every batch, half of the multi-hop questions are asked in one call.
 3. PPO against the simulated candidate pool (in-process OpenAI-compatible server), rewarded by exact match:
    20 GAE iterations of 32 episodes at an actor lr of 1e-4. At 3e-4 PPO sent every domain to the start's most
-   likely candidate (Mistral) and EM fell (0.344 -> 0.328); at 1e-4 it reaches the
-   candidate that is best on average (Mixtral), founders staying with their specialist (0.344 -> 0.656).
+   likely candidate (Mistral) and EM fell (0.344 -> 0.328); at 1e-4 it reaches the candidate that is best on
+   average (Mixtral), founders staying with their specialist (0.344 -> 0.656).
 
 Word-level task tokenizer (every entity name, founder's name, tag and candidate name is one token), compact prompt,
 2 routed turns, short generations. About 9 minutes on a 2-core CPU (539 s measured; README "Status").
