@@ -97,12 +97,16 @@ def get_config() -> ml_collections.ConfigDict:
     # balanced_batches: batches hold all routes of their questions (batch_size a multiple of routes_per_question),
     # so every step's routing target is uniform and the last steps leave no preference (the start's prior);
     # schedule: lr after the warm-up, "constant" or "cosine" (decays to 0 at the last step; copy warm-up too).
+    # pack: each step's sequences share rows (rl/packing.py): the same loss on fewer padded tokens (copy warm-up
+    # too); False (default) gives every sequence its own padded row. The demo's from-scratch warm start depends on
+    # rounding, and packing changes the rounding (docs/learning.md, stop 22).
     c.sft = ml_collections.ConfigDict(dict(steps=0, strategy="uniform", style="verbose", num_demos=256, rename=0.0,
                                            direct_multihop=0.0, routes_per_question=1, balanced_batches=False,
                                            copy_mix=0, copy_steps=0, copy_lr=3e-3, copy_batch_size=32, copy_length=24,
                                            copy_gap=48,
                                            lr=1e-5, batch_size=8, warmup_steps=0, schedule="constant",
-                                           weight_decay=0.01, grad_clip=1.0, logprob_chunk=256, seed=0))
+                                           weight_decay=0.01, grad_clip=1.0, logprob_chunk=256, seed=0,
+                                           pack=False))
 
     c.ppo = ml_collections.ConfigDict(dict(
         adv_estimator="gae", gamma=1.0, lam=1.0, bridge_observations=False, clip_ratio=0.2, cliprange_value=0.5,

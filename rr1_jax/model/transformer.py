@@ -4,7 +4,8 @@ Layers are stored stacked (leading `layers` axis) and run with `lax.scan`, so co
 depth. Every parameter carries `logical_axes` metadata that `rr1_jax.parallel.mesh` turns into shardings.
 The forward is explicit about positions and masks, and optionally reads/writes a per-slot `KVCache`:
 
-* no cache: causal self-attention inside `tokens`, keys restricted to `token_mask` (left-padded batches);
+* no cache: causal self-attention inside `tokens`, keys restricted to `token_mask` (left-padded batches) and,
+  given `segment_ids`, to the query's own segment (several sequences packed into one row, `rl/packing.py`);
 * with a cache: the new tokens are written at each slot's own offset `cache.end[b]` and attend to every valid
   cache entry at or before their own cache index (prefill, one-token decode and observation append alike).
 """
@@ -190,11 +191,13 @@ class Transformer(nnx.Module):
             self.lm_head = _param(rngs, (config.hidden_size, config.vocab_size), dt, ("embed", "vocab"))
 
     def hidden_states(self, tokens: Array, positions: Array, token_mask: Optional[Array] = None,
-                      cache: Optional[KVCache] = None, advance: Optional[Array] = None):
+                      cache: Optional[KVCache] = None, advance: Optional[Array] = None,
+                      segment_ids: Optional[Array] = None):
         """Final-normed hidden states [B, T, E] and the updated cache (None without one).
 
         tokens/positions/token_mask: [B, T]. `advance` [B] moves each slot's `cache.end` (default T: every
-        written position is consumed, right padding included, and stays marked invalid).
+        written position is consumed, right padding included, and stays marked invalid). `segment_ids` [B, T]
+        (no cache only): a token attends only to earlier tokens with its own id.
         """
         c = self.config
         dtype = jnp.dtype(c.dtype)
@@ -208,7 +211,11 @@ class Transformer(nnx.Module):
         if cache is None:
             causal = jnp.tril(jnp.ones((t, t), bool))
             mask = causal[None] & token_mask[:, None, :]  # [B, T, T]
+            if segment_ids is not None:
+                mask &= segment_ids[:, :, None] == segment_ids[:, None, :]
             offsets, valid = None, None
+        elif segment_ids is not None:
+            raise ValueError("segment_ids (packed rows) apply to cache-free forwards only")
         else:
             offsets = cache.end  # [B]
             slots, index = _slot_indices(offsets, t)

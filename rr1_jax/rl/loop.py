@@ -132,7 +132,8 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
     sft_cfg = SFTConfig(lr=s.lr, steps=s.steps, batch_size=s.batch_size,
                         group_size=s.routes_per_question if s.balanced_batches else 1, warmup_steps=s.warmup_steps,
                         schedule=s.schedule, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
-                        logprob_chunk=s.logprob_chunk, seed=s.seed, frozen=tuple(config.model.frozen))
+                        logprob_chunk=s.logprob_chunk, seed=s.seed, frozen=tuple(config.model.frozen),
+                        pack=s.pack)
     copy_losses = []
     if s.copy_steps:  # first learn to repeat sequences (copy_warmup.py), then the demonstrations
         copy_cfg = dataclasses.replace(sft_cfg, lr=s.copy_lr, steps=s.copy_steps, batch_size=s.copy_batch_size,

@@ -3,7 +3,8 @@
 Demonstrations (`rr1_jax.data.demonstrations`) are tokenised segment by segment with the policy tokenizer into
 the same `Trajectories` layout the rollout produces: policy segments get loss_mask 1, observation segments
 (`<information>…</information>`) 0. The loss is the token-mean cross-entropy over policy tokens only, computed
-with the chunked LM head; AdamW with global-norm clipping.
+with the chunked LM head; AdamW with global-norm clipping. With `pack` each step's sequences are packed into
+fewer rows (`rl/packing.py`): the same loss on fewer padded tokens.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from flax import nnx
 from rr1_jax.data.demonstrations import Demonstration
 from rr1_jax.data.qa import QARecord
 from rr1_jax.rl.logprobs import chunked_target_logprobs, response_hidden_states, token_logprobs
+from rr1_jax.rl.packing import PackedBatch, pack_steps, unpadded_sequences
 from rr1_jax.rl.train_state import freeze
 from rr1_jax.rollout.trajectory import Trajectories, build_trajectories
 
@@ -44,6 +46,8 @@ class SFTConfig:
     logprob_chunk: int = 256
     seed: int = 0
     frozen: tuple[str, ...] = ()  # top-level parameter names left untouched (e.g. ("embed",))
+    # pack each step's sequences into rows as wide as the padded rows (rounded up to 64): fewer rows, same loss
+    pack: bool = False
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -111,6 +115,20 @@ def sft_loss(graphdef: nnx.GraphDef, params, traj: Trajectories, chunk_size: int
     return -jnp.sum(logp * mask) / jnp.maximum(count, 1.0), count
 
 
+def packed_sft_loss(graphdef: nnx.GraphDef, params, batch: PackedBatch, chunk_size: int = 256):
+    """`sft_loss` of packed rows: (token-mean cross-entropy over the targets, number of targets)."""
+    model = nnx.merge(graphdef, params)
+    hidden, _ = model.hidden_states(batch.tokens, batch.positions, batch.segments > 0,
+                                    segment_ids=batch.segments)  # [R, W, E]
+    index = jnp.maximum(batch.predict_index, 0)  # [R, K]
+    hidden = jnp.take_along_axis(hidden, index[..., None], axis=1)  # [R, K, E]
+    targets = jnp.take_along_axis(batch.tokens, index + 1, axis=1)  # [R, K]
+    logp, _ = chunked_target_logprobs(model, hidden, targets, chunk_size=chunk_size)  # [R, K]
+    mask = (batch.predict_index >= 0).astype(jnp.float32)
+    count = jnp.sum(mask)
+    return -jnp.sum(logp * mask) / jnp.maximum(count, 1.0), count
+
+
 def policy_token_index(loss_mask: np.ndarray, multiple: int = 16) -> np.ndarray:
     """[N, R] bool -> [N, K] int32: each row's loss-mask indices, padded with -1 (K: the most, rounded up)."""
     counts = loss_mask.sum(axis=1)
@@ -174,33 +192,62 @@ def sft_train(model: nnx.Module, traj: Trajectories, cfg: SFTConfig = SFTConfig(
     if mixed and auxiliary.tokens.shape[0] < cfg.steps * auxiliary_batch_size:
         raise ValueError(f"SFT needs {cfg.steps * auxiliary_batch_size} auxiliary rows, got "
                          f"{auxiliary.tokens.shape[0]}")
+    auxiliary_batches = [np.arange(k * auxiliary_batch_size, (k + 1) * auxiliary_batch_size)
+                         for k in range(cfg.steps)] if mixed else None
     graphdef, state = nnx.split(model, nnx.Param)
     params = jax.tree.map(jnp.copy, nnx.to_pure_dict(state))
     tx = _optimizer(cfg)
     opt_state = tx.init(params)
-    policy_index = jnp.asarray(policy_token_index(np.asarray(traj.loss_mask)))  # [N, K]
-    traj = jax.tree.map(jnp.asarray, traj)
-    auxiliary = jax.tree.map(jnp.asarray, auxiliary) if mixed else None
+    inputs = _packed_inputs if cfg.pack else _padded_inputs
+    step_inputs, main_loss, extra_loss = inputs(traj, batches, auxiliary, auxiliary_batches, cfg)
 
-    def total_loss(p, batch, batch_index, step_index):
-        loss, _ = sft_loss(graphdef, p, batch, cfg.logprob_chunk, batch_index)
-        if not mixed:
-            return loss, loss
-        start = step_index * auxiliary_batch_size
-        extra = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, auxiliary_batch_size), auxiliary)
-        return loss + sft_loss(graphdef, p, extra, cfg.logprob_chunk)[0], loss
+    def total_loss(p, main, extra):
+        loss = main_loss(graphdef, p, main)
+        return (loss if extra is None else loss + extra_loss(graphdef, p, extra)), loss
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step(params, opt_state, index, step_index):
-        batch = jax.tree.map(lambda x: x[index], traj)
-        (_, loss), grads = jax.value_and_grad(total_loss, has_aux=True)(params, batch, policy_index[index],
-                                                                         step_index)
+    def step(params, opt_state, main, extra):
+        (_, loss), grads = jax.value_and_grad(total_loss, has_aux=True)(params, main, extra)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     losses = []
-    for i, index in enumerate(batches):
-        params, opt_state, loss = step(params, opt_state, index, np.int32(i))
+    for main, extra in step_inputs:
+        params, opt_state, loss = step(params, opt_state, main, extra)
         losses.append(loss)
     nnx.replace_by_pure_dict(state, params)
     return state, [float(x) for x in jax.device_get(losses)]
+
+
+def _padded_inputs(traj, batches, auxiliary, auxiliary_batches, cfg: SFTConfig):
+    """(per-step row indices, main loss, auxiliary loss): the whole padded sets stay on device, closed over by
+    the losses, and a step passes only its rows."""
+    policy_index = jnp.asarray(policy_token_index(np.asarray(traj.loss_mask)))  # [N, K]
+    traj = jax.tree.map(jnp.asarray, traj)
+    auxiliary = None if auxiliary_batches is None else jax.tree.map(jnp.asarray, auxiliary)
+
+    def main_loss(graphdef, params, rows):
+        return sft_loss(graphdef, params, jax.tree.map(lambda x: x[rows], traj), cfg.logprob_chunk,
+                        policy_index[rows])[0]
+
+    def extra_loss(graphdef, params, rows):
+        return sft_loss(graphdef, params, jax.tree.map(lambda x: x[rows], auxiliary), cfg.logprob_chunk)[0]
+
+    extra = auxiliary_batches or [None] * len(batches)
+    return zip(batches, extra), main_loss, extra_loss
+
+
+def _packed_inputs(traj, batches, auxiliary, auxiliary_batches, cfg: SFTConfig):
+    """(per-step packed rows, main loss, auxiliary loss): each step's sequences packed on the host up front into
+    rows as wide as the padded ones, rounded up to 64 (pad id 0: padding is masked)."""
+    def packed(source, steps):
+        width = -(-source.tokens.shape[1] // 64) * 64
+        return pack_steps(unpadded_sequences(source), steps, width, pad_id=0)
+
+    main = packed(traj, batches)
+    extra = packed(auxiliary, auxiliary_batches) if auxiliary_batches is not None else [None] * len(main)
+
+    def loss(graphdef, params, batch):
+        return packed_sft_loss(graphdef, params, batch, cfg.logprob_chunk)[0]
+
+    return zip(main, extra), loss, loss
