@@ -28,7 +28,7 @@ from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.parallel.mesh import mesh_from_config  # noqa: E402
 from rr1_jax.rl.copy_warmup import copy_trajectories  # noqa: E402
 from rr1_jax.rl.loop import build_policy, build_tokenizer, load_run_data, routing_template  # noqa: E402
-from rr1_jax.rl.packing import pack_steps, unpadded_sequences  # noqa: E402
+from rr1_jax.rl.packing import pack_steps, packed_width, unpadded_sequences  # noqa: E402
 from rr1_jax.rl.sft import SFTConfig, batch_indices, demonstration_trajectories, sft_train  # noqa: E402
 from rr1_jax.rollout.pool_setup import open_pool  # noqa: E402
 from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
@@ -39,8 +39,7 @@ def _fill(traj, steps) -> tuple[float, float]:
     sequences = unpadded_sequences(traj)
     real = sum(len(sequences[i].ids) for index in steps for i in index)
     padded = sum(len(index) for index in steps) * traj.tokens.shape[1]
-    width = -(-traj.tokens.shape[1] // 64) * 64
-    packed = sum(b.tokens.size for b in pack_steps(sequences, steps, width, pad_id=0))
+    packed = sum(b.tokens.size for b in pack_steps(sequences, steps, packed_width(traj), pad_id=0))
     return real / padded, real / packed
 
 

@@ -42,6 +42,11 @@ def unpadded_sequences(traj: Trajectories) -> list[TokenSequence]:
             else TokenSequence(np.zeros((0,), np.int32), np.zeros((0,), bool)) for i in range(tokens.shape[0])]
 
 
+def packed_width(traj: Trajectories, multiple: int = 64) -> int:
+    """The width packed rows of `traj` get: its padded row width, rounded up to `multiple`."""
+    return -(-traj.tokens.shape[1] // multiple) * multiple
+
+
 def _first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
     """Indices (into `lengths`) of the sequences each row holds, rows filled first-fit in the given order."""
     rows: list[list[int]] = []

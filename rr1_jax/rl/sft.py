@@ -21,7 +21,7 @@ from flax import nnx
 from rr1_jax.data.demonstrations import Demonstration
 from rr1_jax.data.qa import QARecord
 from rr1_jax.rl.logprobs import chunked_target_logprobs, response_hidden_states, token_logprobs
-from rr1_jax.rl.packing import PackedBatch, pack_steps, unpadded_sequences
+from rr1_jax.rl.packing import PackedBatch, pack_steps, packed_width, unpadded_sequences
 from rr1_jax.rl.train_state import freeze
 from rr1_jax.rollout.trajectory import Trajectories, build_trajectories
 
@@ -241,8 +241,7 @@ def _packed_inputs(traj, batches, auxiliary, auxiliary_batches, cfg: SFTConfig):
     """(per-step packed rows, main loss, auxiliary loss): each step's sequences packed on the host up front into
     rows as wide as the padded ones, rounded up to 64 (pad id 0: padding is masked)."""
     def packed(source, steps):
-        width = -(-source.tokens.shape[1] // 64) * 64
-        return pack_steps(unpadded_sequences(source), steps, width, pad_id=0)
+        return pack_steps(unpadded_sequences(source), steps, packed_width(source), pad_id=0)
 
     main = packed(traj, batches)
     extra = packed(auxiliary, auxiliary_batches) if auxiliary_batches is not None else [None] * len(main)
