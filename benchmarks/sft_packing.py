@@ -22,16 +22,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from configs import demo  # noqa: E402
-from rr1_jax.data.demonstrations import make_demonstrations  # noqa: E402
-from rr1_jax.data.renaming import rename_some  # noqa: E402
-from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.parallel.mesh import mesh_from_config  # noqa: E402
-from rr1_jax.rl.copy_warmup import copy_trajectories  # noqa: E402
-from rr1_jax.rl.loop import build_policy, build_tokenizer, load_run_data, routing_template  # noqa: E402
+from rr1_jax.rl.loop import (build_policy, build_tokenizer, load_run_data, routing_template,  # noqa: E402
+                             warm_start_rows)
 from rr1_jax.rl.packing import pack_steps, packed_width, unpadded_sequences  # noqa: E402
-from rr1_jax.rl.sft import SFTConfig, batch_indices, demonstration_trajectories, sft_train  # noqa: E402
+from rr1_jax.rl.sft import SFTConfig, batch_indices, sft_train  # noqa: E402
 from rr1_jax.rollout.pool_setup import open_pool  # noqa: E402
-from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
 
 
 def _fill(traj, steps) -> tuple[float, float]:
@@ -56,15 +52,8 @@ def main():
         tokenizer = build_tokenizer(c, data, template, pool.names)
     model = build_policy(c, mesh_from_config(c.mesh), tokenizer)
 
-    copy_rows = copy_trajectories(tokenizer, args.steps * s.copy_batch_size, s.copy_length, s.seed, s.copy_gap)
-    demos = make_demonstrations(data.train[:s.num_demos], data.task.table, default_candidates(), seed=s.seed,
-                                strategy=s.strategy, style=s.style, direct_multihop=s.direct_multihop)
-    demos = rename_some(demos, data.task.table, s.rename, seed=s.seed)
-    prompts = {d.record.question: render_prompt(tokenizer, d.record.question, template) for d in demos}
-    width = -(-max(len(p) for p in prompts.values()) // 64) * 64
-    demo_rows = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.question], width, None,
-                                           tokenizer.pad_token_id, max_obs_length=c.rollout.max_obs_length)
-    mix = copy_trajectories(tokenizer, args.steps * s.copy_mix, s.copy_length, s.seed + 1, s.copy_gap)
+    s.copy_steps = s.steps = args.steps
+    copy_rows, demo_rows, mix = warm_start_rows(tokenizer, data, template, c)
     copy_cfg = SFTConfig(lr=s.copy_lr, steps=args.steps, batch_size=s.copy_batch_size, seed=s.seed)
     demo_cfg = SFTConfig(lr=s.lr, steps=args.steps, batch_size=s.batch_size, warmup_steps=s.warmup_steps,
                          seed=s.seed)

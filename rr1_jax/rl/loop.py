@@ -122,6 +122,26 @@ def routing_template(config, pool: CandidatePool) -> str:
     return template_for_pool(pool, family=family)
 
 
+def warm_start_rows(tokenizer, data: RunData, template: str, config):
+    """The warm start's training rows: (copy warm-up rows or None, demonstration rows, copy rows mixed into the
+    demonstration steps or None), as many as `config.sft`'s step counts use."""
+    s = config.sft
+    copy_rows = (copy_trajectories(tokenizer, s.copy_steps * s.copy_batch_size, s.copy_length, s.seed, s.copy_gap)
+                 if s.copy_steps else None)
+    records = data.train[:s.num_demos]
+    demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy,
+                                style=s.style, direct_multihop=s.direct_multihop,
+                                routes_per_question=s.routes_per_question)
+    demos = rename_some(demos, data.task.table, s.rename, seed=s.seed)  # renamed records keep their ids
+    prompts = {d.record.question: render_prompt(tokenizer, d.record.question, template) for d in demos}
+    demo_rows = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.question],
+                                           _round_up(max(len(p) for p in prompts.values())), None,
+                                           tokenizer.pad_token_id, max_obs_length=config.rollout.max_obs_length)
+    mix_rows = (copy_trajectories(tokenizer, s.steps * s.copy_mix, s.copy_length, s.seed + 1, s.copy_gap)
+                if s.copy_mix else None)
+    return copy_rows, demo_rows, mix_rows
+
+
 def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
     """Supervised warm start on synthetic-task demonstrations, after an optional copy warm-up.
 
@@ -134,25 +154,14 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
                         schedule=s.schedule, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
                         logprob_chunk=s.logprob_chunk, seed=s.seed, frozen=tuple(config.model.frozen),
                         pack=s.pack)
+    copy_rows, demo_rows, mix_rows = warm_start_rows(tokenizer, data, template, config)
     copy_losses = []
-    if s.copy_steps:  # first learn to repeat sequences (copy_warmup.py), then the demonstrations
+    if copy_rows is not None:  # first learn to repeat sequences (copy_warmup.py), then the demonstrations
         copy_cfg = dataclasses.replace(sft_cfg, lr=s.copy_lr, steps=s.copy_steps, batch_size=s.copy_batch_size,
                                        group_size=1)
-        traj = copy_trajectories(tokenizer, s.copy_steps * s.copy_batch_size, s.copy_length, s.seed, s.copy_gap)
-        params, copy_losses = sft_train(model, traj, copy_cfg)
+        params, copy_losses = sft_train(model, copy_rows, copy_cfg)
         model = nnx.merge(nnx.graphdef(model), params)
-    records = data.train[:s.num_demos]
-    demos = make_demonstrations(records, data.task.table, default_candidates(), seed=s.seed, strategy=s.strategy,
-                                style=s.style, direct_multihop=s.direct_multihop,
-                                routes_per_question=s.routes_per_question)
-    demos = rename_some(demos, data.task.table, s.rename, seed=s.seed)  # renamed records keep their ids
-    prompts = {d.record.question: render_prompt(tokenizer, d.record.question, template) for d in demos}
-    traj = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.question],
-                                      _round_up(max(len(p) for p in prompts.values())), None,
-                                      tokenizer.pad_token_id, max_obs_length=config.rollout.max_obs_length)
-    mix = (copy_trajectories(tokenizer, s.steps * s.copy_mix, s.copy_length, s.seed + 1, s.copy_gap)
-           if s.copy_mix else None)
-    params, losses = sft_train(model, traj, sft_cfg, auxiliary=mix, auxiliary_batch_size=s.copy_mix)
+    params, losses = sft_train(model, demo_rows, sft_cfg, auxiliary=mix_rows, auxiliary_batch_size=s.copy_mix)
     return nnx.merge(nnx.graphdef(model), params), copy_losses, losses
 
 

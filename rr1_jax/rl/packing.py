@@ -67,10 +67,15 @@ def _first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
 
 def pack(sequences: Sequence[TokenSequence], width: int, pad_id: int, num_rows: int, num_targets: int) -> PackedBatch:
     """Pack `sequences` first-fit into `num_rows` rows of `width` tokens, `num_targets` target slots per row."""
-    layout = _first_fit([len(s.ids) for s in sequences if len(s.ids)], width)
+    kept = [s for s in sequences if len(s.ids)]
+    return _fill_rows(kept, _first_fit([len(s.ids) for s in kept], width), width, pad_id, num_rows, num_targets)
+
+
+def _fill_rows(kept: Sequence[TokenSequence], layout: list[list[int]], width: int, pad_id: int, num_rows: int,
+               num_targets: int) -> PackedBatch:
+    """The arrays of `layout` (`_first_fit`'s rows of indices into `kept`)."""
     if len(layout) > num_rows:
         raise ValueError(f"{len(layout)} packed rows needed, only {num_rows} allowed")
-    kept = [s for s in sequences if len(s.ids)]
     tokens = np.full((num_rows, width), pad_id, np.int32)
     positions = np.zeros((num_rows, width), np.int32)
     segments = np.zeros((num_rows, width), np.int32)
@@ -100,8 +105,8 @@ def pack_steps(sequences: Sequence[TokenSequence], steps: Sequence[np.ndarray], 
     for index in steps:
         chosen = [sequences[i] for i in index if len(sequences[i].ids)]
         layout = _first_fit([len(s.ids) for s in chosen], width)
-        layouts.append((chosen, -(-len(layout) // row_multiple) * row_multiple))
+        layouts.append((chosen, layout, -(-len(layout) // row_multiple) * row_multiple))
         for members in layout:
             most_targets = max(most_targets, sum(int(chosen[i].loss[1:].sum()) for i in members))
     num_targets = max(target_multiple, -(-most_targets // target_multiple) * target_multiple)
-    return [pack(chosen, width, pad_id, rows, num_targets) for chosen, rows in layouts]
+    return [_fill_rows(chosen, layout, width, pad_id, rows, num_targets) for chosen, layout, rows in layouts]
