@@ -114,7 +114,9 @@ def get_config() -> ml_collections.ConfigDict:
         kl_horizon=cd.placeholder(float), kl_penalty="kl", use_kl_loss=cd.placeholder(bool), kl_loss_coef=0.001,
         kl_loss_type="low_var_kl",
         temperature=cd.placeholder(float),  # unset: follows rollout.temperature (a different value is an error)
-        state_masking=True, mini_batch_size=32, micro_batch_size=8, ppo_epochs=1, shuffle=False, critic_warmup=0, recompute_old_logprobs=True, logprob_chunk=256))
+        state_masking=True, mini_batch_size=32, micro_batch_size=8, ppo_epochs=1, shuffle=False, critic_warmup=0,
+        recompute_old_logprobs=True, logprob_chunk=256, ref_refresh_every=0,
+        pack_updates=True))  # packed update rows: upstream sets use_remove_padding in every script
     adamw = dict(b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01, grad_clip=1.0, warmup_steps=0,
                  upstream_zero_first_lr=False)
     c.optim = ml_collections.ConfigDict(dict(actor=dict(lr=1e-6, **adamw), critic=dict(lr=1e-5, **adamw)))

@@ -23,8 +23,10 @@ class Critic(nnx.Module):
         self.value_head = nnx.Param(w, logical_axes=("embed",))
         self.value_bias = nnx.Param(jnp.zeros((), jnp.float32), logical_axes=())
 
-    def __call__(self, tokens: Array, positions: Array, token_mask: Optional[Array] = None) -> Array:
-        hidden, _ = self.backbone.hidden_states(tokens, positions, token_mask)  # [B, T, E]
+    def __call__(self, tokens: Array, positions: Array, token_mask: Optional[Array] = None,
+                 segment_ids: Optional[Array] = None) -> Array:
+        hidden, _ = self.backbone.hidden_states(tokens, positions, token_mask,
+                                                segment_ids=segment_ids)  # [B, T, E]
         head = self.value_head[...].astype(jnp.float32)
         return jnp.einsum("bte,e->bt", hidden.astype(jnp.float32), head) + self.value_bias[...]
 

@@ -47,7 +47,7 @@ def packed_width(traj: Trajectories, multiple: int = 64) -> int:
     return -(-traj.tokens.shape[1] // multiple) * multiple
 
 
-def _first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
+def first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
     """Indices (into `lengths`) of the sequences each row holds, rows filled first-fit in the given order."""
     rows: list[list[int]] = []
     free: list[int] = []
@@ -68,12 +68,12 @@ def _first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
 def pack(sequences: Sequence[TokenSequence], width: int, pad_id: int, num_rows: int, num_targets: int) -> PackedBatch:
     """Pack `sequences` first-fit into `num_rows` rows of `width` tokens, `num_targets` target slots per row."""
     kept = [s for s in sequences if len(s.ids)]
-    return _fill_rows(kept, _first_fit([len(s.ids) for s in kept], width), width, pad_id, num_rows, num_targets)
+    return _fill_rows(kept, first_fit([len(s.ids) for s in kept], width), width, pad_id, num_rows, num_targets)
 
 
 def _fill_rows(kept: Sequence[TokenSequence], layout: list[list[int]], width: int, pad_id: int, num_rows: int,
                num_targets: int) -> PackedBatch:
-    """The arrays of `layout` (`_first_fit`'s rows of indices into `kept`)."""
+    """The arrays of `layout` (`first_fit`'s rows of indices into `kept`)."""
     if len(layout) > num_rows:
         raise ValueError(f"{len(layout)} packed rows needed, only {num_rows} allowed")
     tokens = np.full((num_rows, width), pad_id, np.int32)
@@ -104,7 +104,7 @@ def pack_steps(sequences: Sequence[TokenSequence], steps: Sequence[np.ndarray], 
     layouts, most_targets = [], 0
     for index in steps:
         chosen = [sequences[i] for i in index if len(sequences[i].ids)]
-        layout = _first_fit([len(s.ids) for s in chosen], width)
+        layout = first_fit([len(s.ids) for s in chosen], width)
         layouts.append((chosen, layout, -(-len(layout) // row_multiple) * row_multiple))
         for members in layout:
             most_targets = max(most_targets, sum(int(chosen[i].loss[1:].sum()) for i in members))

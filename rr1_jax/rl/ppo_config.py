@@ -55,12 +55,19 @@ class PPOConfig:
     use_kl_loss: Optional[bool] = None  # None: True for grpo, False for gae (upstream scripts)
     kl_loss_coef: float = 0.001
     kl_loss_type: str = "low_var_kl"
+    # Every this many iterations the KL anchor (reference policy) becomes the current actor; 0 = never (upstream).
+    # A fixed anchor caps how far the policy can move (the KL-regularised optimum is π_ref·exp(Q/β)); a refreshed
+    # one makes the KL a proximal term, so k refreshes compound to π_0·exp(kQ/β) (mirror-descent policy iteration).
+    ref_refresh_every: int = 0
     temperature: float = 1.0  # rollout temperature: old/ref/current log-probs all use logits / temperature
     state_masking: bool = True  # policy loss/entropy/KL on policy tokens only (Router-R1: true)
     mini_batch_size: int = 32  # rows per optimizer step
     micro_batch_size: int = 8  # rows per gradient-accumulation chunk (and per log-prob/value forward chunk)
     ppo_epochs: int = 1  # upstream makes exactly one pass whatever the YAML says
     shuffle: bool = False  # upstream: contiguous mini-batches, no shuffle
+    # Updates run on packed rows (episodes laid out first-fit, segment-masked): the same loss sums on fewer
+    # tokens (verl's use_remove_padding, set in all upstream scripts). One process only; rl/packed_updates.py.
+    pack_updates: bool = False
     critic_warmup: int = 0  # the actor is not updated during the first `critic_warmup` iterations
     recompute_old_logprobs: bool = True  # upstream recomputes π_old with the actor; False: use rollout log-probs
     logprob_chunk: int = 256  # sequence chunk of the chunked LM head
@@ -78,6 +85,8 @@ class PPOConfig:
                              f"ppo.micro_batch_size={self.micro_batch_size}")
         if self.ppo_epochs < 1 or self.critic_warmup < 0 or not self.temperature > 0:
             raise ValueError("ppo.ppo_epochs must be >= 1, ppo.critic_warmup >= 0 and ppo.temperature > 0")
+        if self.ref_refresh_every < 0:
+            raise ValueError(f"ppo.ref_refresh_every={self.ref_refresh_every} must be >= 0 (0: never refresh)")
 
     @property
     def uses_critic(self) -> bool:

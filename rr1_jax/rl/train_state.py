@@ -27,7 +27,7 @@ KLController = Union[FixedKLController, AdaptiveKLController]
 class TrainState:
     actor: Params  # policy weights (f32 master weights)
     critic: Optional[Params]  # value model weights; None for GRPO
-    ref: Params  # frozen reference policy (KL anchor); never updated
+    ref: Params  # reference policy (KL anchor); frozen unless ppo.ref_refresh_every > 0
     actor_opt: Any  # optax state of the actor optimizer
     critic_opt: Any  # optax state of the critic optimizer; None for GRPO
     step: jax.Array  # int32: PPO iterations completed

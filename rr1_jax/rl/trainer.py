@@ -10,6 +10,7 @@ Every function is compiled on first use and never again for the same shapes (sta
 from __future__ import annotations
 
 import functools
+import math
 from typing import Optional
 
 import jax
@@ -19,7 +20,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from rr1_jax.parallel.mesh import DECODE_RULES, TRAIN_RULES, ShardingRules, batch_sharding, make_mesh, param_shardings
+from rr1_jax.parallel.multihost import allgather
 from rr1_jax.rl.logprobs import map_rows, token_logprobs, token_values, value_mask
+from rr1_jax.rl.packed_updates import fill_fraction, plan_packing
 from rr1_jax.rl.ppo_config import OptimConfig, PPOConfig
 from rr1_jax.rl.train_state import TrainState, abstract_train_state, build_train_state
 from rr1_jax.rl.updates import actor_update, critic_update, prepare_batch
@@ -47,17 +50,24 @@ class PPOTrainer:
         self.batch_shards = int(np.prod([self.mesh.shape[a] for a in ("data", "fsdp")]))
         # processes holding this mesh's devices; > 1: ppo_iteration takes each process's own rows (multi-host)
         self.processes = len({d.process_index for d in self.mesh.devices.flat})
+        self._replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
         defs = self.defs
-        self._prepare = jax.jit(functools.partial(prepare_batch, defs=defs, cfg=ppo, num_groups=num_groups))
+        self.seed = seed
+        # packed rows split over the data axes like padded rows (a plan rounds its row count to a multiple)
+        packed_rows = rules.spec((None, None, None, "batch", None))
+        self._prepare = jax.jit(functools.partial(prepare_batch, defs=defs, cfg=ppo, num_groups=num_groups,
+                                                  packed_rows=packed_rows))
         self._critic_update = jax.jit(
-            functools.partial(critic_update, defs=defs, cfg=ppo, optim=critic_optim),
+            functools.partial(critic_update, defs=defs, cfg=ppo, optim=critic_optim, packed_rows=packed_rows),
             donate_argnums=0, out_shardings=(self.shardings, None))
         self._actor_update = jax.jit(
-            functools.partial(actor_update, defs=defs, cfg=ppo, optim=actor_optim),
+            functools.partial(actor_update, defs=defs, cfg=ppo, optim=actor_optim, packed_rows=packed_rows),
             donate_argnums=0, out_shardings=(self.shardings, None))
         self._logprobs = jax.jit(functools.partial(_trajectory_logprobs, graphdef=defs.actor, cfg=ppo),
                                  static_argnames=("with_entropy",))
         self._values = jax.jit(functools.partial(_trajectory_values, graphdef=defs.critic, cfg=ppo))
+        self._refresh_ref = jax.jit(lambda s: s.replace(ref=jax.tree.map(jnp.copy, s.actor)),
+                                    donate_argnums=0, out_shardings=self.shardings)
 
     # -------------------------------------------------------------------------------------------- pieces
     def init_state(self, copy: bool = True) -> TrainState:
@@ -127,28 +137,64 @@ class PPOTrainer:
                              "the last prompt position)")
 
     def ppo_iteration(self, state: TrainState, traj: Trajectories, scores, group_ids=None):
-        """The whole update after a rollout: prepare → critic update → actor update (after critic warmup).
+        """The whole update after a rollout: prepare → critic update → actor update (after critic warmup), then
+        the reference refresh when `ppo.ref_refresh_every` says so.
 
         `state` is donated (do not reuse it). Returns (new state, flat dict of float metrics). On a mesh spanning
         several processes, `traj` and `scores` are this process's rows (see `shard_batch`).
         """
         self._check_batch(traj)
         iteration = int(jax.device_get(state.step))  # host decision below is the same on every process
+        host_plan, prepare_plan = self._pack_plans(traj, iteration)
         with jax.set_mesh(self.mesh):
             traj, scores = self.shard_batch(traj), self.shard_batch(jnp.asarray(scores, jnp.float32))
             if group_ids is not None:
                 group_ids = self.shard_batch(jnp.asarray(group_ids, jnp.int32))
-            batch, (step, rng, kl_ctrl), metrics = self._prepare(state, traj, scores, group_ids)
+            plan = None if host_plan is None else self._replicate(host_plan)
+            prepare_plan = None if prepare_plan is None else self._replicate(prepare_plan)
+            batch, (step, rng, kl_ctrl), metrics = self._prepare(state, traj, scores, group_ids, prepare_plan)
             state = state.replace(step=step, rng=rng, kl_ctrl=kl_ctrl)
             if self.cfg.uses_critic:
-                state, critic_metrics = self._critic_update(state, batch)
+                state, critic_metrics = self._critic_update(state, batch, plan)
                 metrics.update(critic_metrics)
             if iteration >= self.cfg.critic_warmup:
-                state, actor_metrics = self._actor_update(state, batch)
+                state, actor_metrics = self._actor_update(state, batch, plan)
                 metrics.update(actor_metrics)
+            refresh = self.cfg.ref_refresh_every
+            if refresh and (iteration + 1) % refresh == 0:
+                state = self._refresh_ref(state)  # the KL anchor moves to the policy just trained
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         metrics["actor/updated"] = float(iteration >= self.cfg.critic_warmup)
+        if host_plan is not None:
+            metrics["perf/packed_fill"] = fill_fraction(host_plan)
         return state, metrics
+
+    def _pack_plans(self, traj: Trajectories, iteration: int):
+        """Packed layouts on the host, (the updates' mini-batches, the whole batch for the forwards before
+        them); (None, None) unless `ppo.pack_updates`.
+
+        Every process plans the global batch (its rows gathered in process order), so all hold the same plan.
+        With `ppo.shuffle` each epoch's row order is drawn here from (seed, iteration): a resumed run draws the
+        same orders (they differ from the padded update's device-side permutation).
+        """
+        cfg = self.cfg
+        if not cfg.pack_updates:
+            return None, None
+        attention, valid = np.asarray(traj.attention_mask), np.asarray(traj.row_valid)
+        if self.processes > 1:
+            attention = allgather(attention).reshape((-1,) + attention.shape[1:])
+            valid = allgather(valid).reshape(-1)
+        orders = None
+        if cfg.shuffle:
+            rng = np.random.default_rng([self.seed, iteration])
+            orders = [rng.permutation(attention.shape[0]) for _ in range(cfg.ppo_epochs)]
+        multiple = math.lcm(2, self.batch_shards)
+        return (plan_packing(attention, valid, cfg.mini_batch_size, cfg.micro_batch_size, orders, multiple),
+                plan_packing(attention, valid, attention.shape[0], cfg.micro_batch_size, None, multiple))
+
+    def _replicate(self, tree):
+        """A host pytree as arrays replicated over the mesh (every process passes the same values)."""
+        return jax.tree.map(lambda x: jax.make_array_from_callback(x.shape, self._replicated, lambda i: x[i]), tree)
 
 
 def _trajectory_logprobs(params, traj: Trajectories, *, graphdef, cfg: PPOConfig, with_entropy: bool = False):

@@ -14,9 +14,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.sharding import PartitionSpec
 
 from rr1_jax.rl import algos
 from rr1_jax.rl.logprobs import map_rows, token_logprobs, token_values, value_mask
+from rr1_jax.rl.packed_updates import (PackedPPOBatch, PackPlan, pack_inputs, pack_minibatches, packed_logprobs,
+                                      packed_values, to_rows)
 from rr1_jax.rl.ppo_config import OptimConfig, PPOConfig
 from rr1_jax.rl.train_state import ModelDefs, TrainState, apply_update, gradient_transform, learning_rate
 from rr1_jax.rollout.trajectory import Trajectories
@@ -43,11 +46,13 @@ class PPOBatch:
 
 # ------------------------------------------------------------------------------------------------ prepare
 
-def prepare_batch(state: TrainState, traj: Trajectories, scores: Array, group_ids: Optional[Array], *,
-                  defs: ModelDefs, cfg: PPOConfig, num_groups: Optional[int] = None):
+def prepare_batch(state: TrainState, traj: Trajectories, scores: Array, group_ids: Optional[Array],
+                  plan: Optional[PackPlan] = None, *, defs: ModelDefs, cfg: PPOConfig,
+                  num_groups: Optional[int] = None, packed_rows: Optional[PartitionSpec] = None):
     """Steps 3-10 of upstream's iteration. Returns (PPOBatch, (step, rng, kl_ctrl) after it, metrics).
 
-    scores: [N] sequence scores (dummy rows ignored); group_ids: [N] dense prompt ids (GRPO only).
+    scores: [N] sequence scores (dummy rows ignored); group_ids: [N] dense prompt ids (GRPO only); `plan`: the
+    whole batch as one packed mini-batch ([1, 1, G, M, W]): the forwards run on packed rows, G chunks of M.
     """
     p = traj.prompt_width
     valid = traj.row_valid.astype(bool)  # [N]
@@ -55,18 +60,27 @@ def prepare_batch(state: TrainState, traj: Trajectories, scores: Array, group_id
     policy_mask = (traj.loss_mask if cfg.state_masking else traj.response_mask) & valid[:, None]
     vmask = value_mask(traj.attention_mask, p) & valid[:, None]  # [N, R]
     rows = (traj.tokens, traj.positions, traj.attention_mask)
+    packed = None if plan is None else _constrain(pack_inputs(traj.tokens, traj.positions, p, plan), packed_rows)
+
+    def per_token(padded_fn, packed_fn):  # [N, R] from the padded rows, or from the packed ones scattered back
+        if packed is None:
+            return map_rows(padded_fn, rows, cfg.micro_batch_size)
+        chunks = jax.tree.map(lambda x: x[0, 0], packed)  # [G, M, W]
+        return to_rows(packed, jax.lax.map(packed_fn, chunks)[None, None], response_mask.shape)
 
     def logprobs_of(params):
-        fn = lambda t, pos, m: token_logprobs(defs.actor, params, t, pos, m, p, temperature=cfg.temperature,  # noqa
-                                             chunk_size=cfg.logprob_chunk)[0]
-        return map_rows(fn, rows, cfg.micro_batch_size)
+        return per_token(
+            lambda t, pos, m: token_logprobs(defs.actor, params, t, pos, m, p, temperature=cfg.temperature,
+                                             chunk_size=cfg.logprob_chunk)[0],
+            lambda micro: packed_logprobs(defs.actor, params, micro, temperature=cfg.temperature,
+                                          chunk_size=cfg.logprob_chunk)[0])
 
     old_logp = logprobs_of(state.actor) if cfg.recompute_old_logprobs else traj.old_logprobs
     old_logp = jnp.where(policy_mask, old_logp, 0.0)
     ref_logp = jnp.where(policy_mask, logprobs_of(state.ref), 0.0)
     if cfg.uses_critic:
-        values = map_rows(lambda t, pos, m: token_values(defs.critic, state.critic, t, pos, m, p), rows,
-                          cfg.micro_batch_size) * vmask
+        values = per_token(lambda t, pos, m: token_values(defs.critic, state.critic, t, pos, m, p),
+                           lambda micro: packed_values(defs.critic, state.critic, micro)) * vmask
     else:
         values = jnp.zeros(response_mask.shape, jnp.float32)
 
@@ -109,6 +123,11 @@ def prepare_batch(state: TrainState, traj: Trajectories, scores: Array, group_id
     return batch, (state.step + 1, jax.random.key_data(rng), kl_ctrl), metrics
 
 
+def _constrain(tree, spec: Optional[PartitionSpec]):
+    """Packed rows [E, K, G, M, W] split over the data axes by `spec` (no constraint without one)."""
+    return tree if spec is None else jax.lax.with_sharding_constraint(tree, spec)
+
+
 # ------------------------------------------------------------------------------------------------ mini-batching
 
 def accumulate_gradients(loss_sums: Callable, params, micro_batches):
@@ -139,8 +158,12 @@ def _split_rows(batch: PPOBatch, order: Array, num_minibatches: int, micro: int)
 
 
 def run_epochs(params, opt_state, batch: PPOBatch, rng: Array, loss_sums: Callable, optim: OptimConfig,
-               lr: Array, cfg: PPOConfig):
-    """`ppo_epochs` passes of mini-batch AdamW steps. Returns (params, opt_state, per-step metrics means)."""
+               lr: Array, cfg: PPOConfig, plan: Optional[PackPlan] = None, packed_rows: Optional[PartitionSpec] = None):
+    """`ppo_epochs` passes of mini-batch AdamW steps. Returns (params, opt_state, per-step metrics means).
+
+    With a `plan` the mini-batches are packed once (`packed_updates`; the plan's epoch layouts replace the device
+    shuffle), their packed rows sharded by `packed_rows` (a spec of the [E, K, G, M, W] arrays) when given.
+    """
     n = batch.tokens.shape[0]
     if n % cfg.mini_batch_size:
         raise ValueError(f"batch of {n} rows is not a multiple of ppo.mini_batch_size={cfg.mini_batch_size}")
@@ -158,13 +181,20 @@ def run_epochs(params, opt_state, batch: PPOBatch, rng: Array, loss_sums: Callab
         step_metrics["grad_norm"] = grad_norm
         return (params, opt_state), step_metrics
 
-    def epoch(carry, epoch_rng):
+    packed = None if plan is None else _constrain(pack_minibatches(batch, plan), packed_rows)  # [E, K, G, M, W]
+
+    def epoch(carry, xs):
+        epoch_rng, index = xs
+        if packed is not None:
+            layout = jax.tree.map(lambda x: x[jnp.minimum(index, x.shape[0] - 1)], packed)
+            return jax.lax.scan(minibatch_step, carry, layout)
         order = jax.random.permutation(epoch_rng, n) if cfg.shuffle else jnp.arange(n)
         minibatches = _split_rows(batch, order, num_minibatches, cfg.micro_batch_size)
         return jax.lax.scan(minibatch_step, carry, minibatches)
 
     epoch_rngs = jax.random.split(jax.random.wrap_key_data(rng), cfg.ppo_epochs)
-    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), epoch_rngs)
+    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state),
+                                                (epoch_rngs, jnp.arange(cfg.ppo_epochs)))
     return params, opt_state, jax.tree.map(jnp.mean, metrics)
 
 
@@ -173,9 +203,13 @@ def run_epochs(params, opt_state, batch: PPOBatch, rng: Array, loss_sums: Callab
 def actor_loss_sums(params, micro: PPOBatch, *, defs: ModelDefs, cfg: PPOConfig, kl_coef: float):
     """Σ over policy tokens of (pg − c_ent·entropy + c_kl·kl); aux: the sums behind every actor metric."""
     with_entropy = cfg.entropy_coeff != 0.0
-    logp, entropy = token_logprobs(defs.actor, params, micro.tokens, micro.positions, micro.attention_mask,
-                                   micro.prompt_width, temperature=cfg.temperature, chunk_size=cfg.logprob_chunk,
-                                   with_entropy=True)
+    if isinstance(micro, PackedPPOBatch):
+        logp, entropy = packed_logprobs(defs.actor, params, micro, temperature=cfg.temperature,
+                                        chunk_size=cfg.logprob_chunk, with_entropy=True)
+    else:
+        logp, entropy = token_logprobs(defs.actor, params, micro.tokens, micro.positions, micro.attention_mask,
+                                       micro.prompt_width, temperature=cfg.temperature,
+                                       chunk_size=cfg.logprob_chunk, with_entropy=True)
     mask = micro.policy_mask
     _, pg = algos.policy_loss(logp, micro.old_logp, micro.advantages, mask, cfg.clip_ratio)
     count = pg["count"]
@@ -192,8 +226,11 @@ def actor_loss_sums(params, micro: PPOBatch, *, defs: ModelDefs, cfg: PPOConfig,
 
 def critic_loss_sums(params, micro: PPOBatch, *, defs: ModelDefs, cfg: PPOConfig):
     """Σ over value-mask tokens of the clipped value loss; aux: sums behind the critic metrics."""
-    predicted = token_values(defs.critic, params, micro.tokens, micro.positions, micro.attention_mask,
-                             micro.prompt_width)
+    if isinstance(micro, PackedPPOBatch):
+        predicted = packed_values(defs.critic, params, micro)
+    else:
+        predicted = token_values(defs.critic, params, micro.tokens, micro.positions, micro.attention_mask,
+                                 micro.prompt_width)
     _, vf = algos.value_loss(predicted, micro.values, micro.returns, micro.value_mask, cfg.cliprange_value)
     count = vf["count"]
     return vf["loss_sum"], {"count": count, "vf_loss": vf["loss_sum"], "vf_clipfrac": vf["clipfrac"] * count,
@@ -202,21 +239,27 @@ def critic_loss_sums(params, micro: PPOBatch, *, defs: ModelDefs, cfg: PPOConfig
 
 # ------------------------------------------------------------------------------------------------ updates
 
-def critic_update(state: TrainState, batch: PPOBatch, *, defs: ModelDefs, cfg: PPOConfig, optim: OptimConfig):
-    """Step 11: the critic's mini-batch passes on the pre-update batch. Returns (state, metrics)."""
+def critic_update(state: TrainState, batch: PPOBatch, plan: Optional[PackPlan] = None, *, defs: ModelDefs,
+                  cfg: PPOConfig, optim: OptimConfig, packed_rows: Optional[PartitionSpec] = None):
+    """Step 11: the critic's mini-batch passes on the pre-update batch (packed by `plan` if given).
+    Returns (state, metrics)."""
     lr = learning_rate(optim, state.critic_updates)
     loss = functools.partial(critic_loss_sums, defs=defs, cfg=cfg)
     rng = jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(state.rng), 1))
-    params, opt_state, m = run_epochs(state.critic, state.critic_opt, batch, rng, loss, optim, lr, cfg)
+    params, opt_state, m = run_epochs(state.critic, state.critic_opt, batch, rng, loss, optim, lr, cfg, plan,
+                                      packed_rows)
     state = state.replace(critic=params, critic_opt=opt_state, critic_updates=state.critic_updates + 1)
     return state, {**{f"critic/{k}": v for k, v in m.items()}, "critic/lr": lr}
 
 
-def actor_update(state: TrainState, batch: PPOBatch, *, defs: ModelDefs, cfg: PPOConfig, optim: OptimConfig):
-    """Step 12: the actor's mini-batch passes (PPO clip + entropy bonus [+ KL loss]). Returns (state, metrics)."""
+def actor_update(state: TrainState, batch: PPOBatch, plan: Optional[PackPlan] = None, *, defs: ModelDefs,
+                 cfg: PPOConfig, optim: OptimConfig, packed_rows: Optional[PartitionSpec] = None):
+    """Step 12: the actor's mini-batch passes (PPO clip + entropy bonus [+ KL loss]), packed by `plan` if given.
+    Returns (state, metrics)."""
     lr = learning_rate(optim, state.actor_updates)
     loss = functools.partial(actor_loss_sums, defs=defs, cfg=cfg, kl_coef=cfg.kl_loss_coef)
     rng = jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(state.rng), 2))
-    params, opt_state, m = run_epochs(state.actor, state.actor_opt, batch, rng, loss, optim, lr, cfg)
+    params, opt_state, m = run_epochs(state.actor, state.actor_opt, batch, rng, loss, optim, lr, cfg, plan,
+                                      packed_rows)
     state = state.replace(actor=params, actor_opt=opt_state, actor_updates=state.actor_updates + 1)
     return state, {**{f"actor/{k}": v for k, v in m.items()}, "actor/lr": lr}

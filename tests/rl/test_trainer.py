@@ -12,8 +12,8 @@ from rr1_jax.rl import algos
 from rr1_jax.rl.ppo_config import OptimConfig, PPOConfig, ppo_config_from
 from rr1_jax.rl.train_state import gradient_transform, learning_rate
 from rr1_jax.rl.updates import PPOBatch, accumulate_gradients, run_epochs
-from tests.rl.ppo_fixtures import (SCORES, gae_trainer, grpo_trainer, max_abs_diff, params_copy,
-                                   random_trajectories)
+from tests.rl.ppo_fixtures import (ACTOR_OPTIM, SCORES, gae_trainer, grpo_trainer, max_abs_diff, params_copy,
+                                   ppo_config, random_trajectories, tiny_models)
 
 ACTOR_METRICS = ("actor/pg_loss", "actor/pg_clipfrac", "actor/ppo_kl", "actor/entropy", "actor/grad_norm", "actor/lr")
 CRITIC_METRICS = ("critic/vf_loss", "critic/vf_clipfrac", "critic/grad_norm", "critic/lr", "critic/values_mean",
@@ -71,6 +71,28 @@ def test_grpo_iteration_without_critic():
     assert compiled.count == 0 and _all_finite(metrics)
     with pytest.raises(ValueError, match="group_ids"):
         trainer.ppo_iteration(state, traj, SCORES)
+
+
+@pytest.mark.slow
+def test_reference_refresh_moves_the_kl_anchor_to_the_actor():
+    from rr1_jax.rl.trainer import PPOTrainer
+
+    actor, _ = tiny_models(with_critic=False)
+    trainer = PPOTrainer(actor, None, ppo_config(adv_estimator="grpo", ref_refresh_every=2), ACTOR_OPTIM, seed=0)
+    traj, groups = random_trajectories(), np.array([0, 0, 1, 1, 2, 2, 0, 0], np.int32)
+    state = trainer.init_state()
+    ref0 = params_copy(state.ref)
+    state, _ = trainer.ppo_iteration(state, traj, SCORES, groups)
+    assert max_abs_diff(state.ref, ref0) == 0.0, "no refresh before iteration 2"
+    state, _ = trainer.ppo_iteration(state, traj, SCORES, groups)
+    assert max_abs_diff(state.ref, ref0) > 0.0 and max_abs_diff(state.ref, state.actor) == 0.0
+    refreshed = params_copy(state.ref)
+    with count_compilations() as compiled:
+        state, metrics = trainer.ppo_iteration(state, traj, SCORES, groups)
+    assert compiled.count == 0 and _all_finite(metrics) and metrics["actor/kl_loss"] > 0.0
+    assert max_abs_diff(state.ref, refreshed) == 0.0 and max_abs_diff(state.actor, refreshed) > 0.0
+    with pytest.raises(ValueError, match="ref_refresh_every"):
+        PPOConfig(ref_refresh_every=-1)
 
 
 # ------------------------------------------------------------------------------------------------ accumulation

@@ -48,10 +48,11 @@ def test_reshard_for_decode_drops_fsdp_and_compiles_once(mesh_devices):
 
 
 @pytest.mark.slow
-def test_ppo_iteration_on_2x4_mesh_equals_single_device(mesh_devices):
+@pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
+def test_ppo_iteration_on_2x4_mesh_equals_single_device(mesh_devices, pack):
     traj, results = random_trajectories(), []
     for mesh in (make_mesh(devices=mesh_devices[:1]), make_mesh(data=2, fsdp=1, tensor=4, devices=mesh_devices)):
-        trainer = _trainer(mesh, shuffle=True)
+        trainer = _trainer(mesh, shuffle=True, pack_updates=pack)
         state, metrics = trainer.ppo_iteration(trainer.init_state(), traj, SCORES)
         results.append((params_copy((state.actor, state.critic)), metrics))
     (single, single_metrics), (sharded, sharded_metrics) = results
