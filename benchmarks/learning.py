@@ -12,7 +12,8 @@ Prints the table and the four targets (EM gain >= 0.25, >= 90% of the oracle, >=
 cut >= 50% at an EM loss <= 0.15 with alpha=0.9), then peak RSS.
 
 Usage: `.venv/bin/python benchmarks/learning.py [--steps 60] [--eval 100] [--workdir runs/learning]
-[--start runs/learning/sft/hf_export]` (`--start`: reuse an earlier run's exported warm start, skipping the SFT).
+[--start runs/learning/sft/hf_export] [--ppo-seed 0]` (`--start`: reuse an earlier run's exported warm start,
+skipping the SFT; `--ppo-seed`: another draw of the PPO runs from the same start).
 """
 from __future__ import annotations
 
@@ -78,6 +79,8 @@ def main():
     parser.add_argument("--alpha", type=float, default=0.9, help="cost weight of the cost-aware run")
     parser.add_argument("--workdir", default="runs/learning")
     parser.add_argument("--start", default="", help="an exported warm start (an earlier run's sft/hf_export)")
+    parser.add_argument("--ppo-seed", type=int, default=0,
+                        help="seed of the PPO runs only (question order, episode sampling); the warm start keeps 0")
     args = parser.parse_args()
     if args.start and not os.path.isfile(os.path.join(args.start, "config.json")):
         parser.error(f"--start {args.start!r} is not an exported policy (no config.json): pass the hf_export "
@@ -95,7 +98,8 @@ def main():
     for alpha in (0.0, args.alpha):
         t = time.perf_counter()
         c = _config(os.path.join(args.workdir, f"ppo_alpha{alpha:g}"), args.steps, args.eval,
-                    **{**PPO, "model.path": start_path, "sft.steps": 0, "reward.alpha": alpha})
+                    **{**PPO, "model.path": start_path, "sft.steps": 0, "reward.alpha": alpha,
+                       "seed": args.ppo_seed})
         runs[alpha] = train(c), time.perf_counter() - t
         if runs[alpha][0]["preempted"]:  # SIGTERM: do not go on to the next run
             sys.exit(f"stopped by a signal during the alpha={alpha:g} run (checkpoint in {c.workdir})")
@@ -114,7 +118,8 @@ def main():
         return r.overall("cost")
 
     sft_time = f"warm start reused from {args.start}" if args.start else f"SFT {t_sft:.0f} s"
-    print(f"\nsynthetic task, {args.eval} held-out questions, greedy decoding; PPO {args.steps} iterations "
+    print(f"\nsynthetic task, {args.eval} held-out questions, greedy decoding; PPO {args.steps} iterations, "
+          f"seed {args.ppo_seed} "
           f"({sft_time}, PPO alpha=0 {runs[0.0][1]:.0f} s, alpha={args.alpha:g} {runs[args.alpha][1]:.0f} s)\n")
     print("| router | EM | cost / question | calls / question | most-called candidate per domain |")
     print("|---|---|---|---|---|")

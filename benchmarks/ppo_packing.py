@@ -49,23 +49,23 @@ def main() -> None:
     args = parser.parse_args()
     runs = {pack: run(os.path.join(args.workdir, "packed" if pack else "padded"), args.start, args.iterations, pack)
             for pack in (False, True)}
-    print(f"\n{'':8s} {'iteration s':>12s} {'rollout s':>10s} {'update s':>9s} {'row fill':>9s} (iterations "
-          f"{args.skip + 1}-{args.iterations}, means)")
+    print(f"\n{'':8s} {'iteration s':>12s} {'rollout s':>10s} {'forwards+updates s':>19s} {'row fill':>9s} "
+          f"(means over iterations {args.skip + 1}-{args.iterations})")
     times = {}
     for pack, rows in runs.items():
         steady = rows[args.skip:]
         iteration, rollout = mean(steady, "perf/iteration_s"), mean(steady, "perf/rollout_s")
-        times[pack] = (iteration, iteration - rollout)
-        fill = f"{mean(steady, 'perf/packed_fill'):9.2f}" if pack else f"{'':9s}"
-        print(f"{'packed' if pack else 'padded':8s} {iteration:12.2f} {rollout:10.2f} {iteration - rollout:9.2f} "
-              f"{fill}")
-    print(f"speed-up: iteration {times[False][0] / times[True][0]:.2f}x, update {times[False][1] / times[True][1]:.2f}x"
-          f"; first {args.skip} iterations (compiles) {sum(r['perf/iteration_s'] for r in runs[False][:args.skip]):.1f}"
-          f" s padded vs {sum(r['perf/iteration_s'] for r in runs[True][:args.skip]):.1f} s packed")
-    print("\nagreement per iteration (padded / packed):")
-    for i, (a, b) in enumerate(zip(runs[False], runs[True])):
-        print(f"  {i + 1:3d} " + "  ".join(f"{k.split('/')[1]} {a.get(k, float('nan')):.5f}/{b.get(k, float('nan')):.5f}"
-                                         for k in AGREEMENT_KEYS))
+        times[pack] = (iteration, iteration - rollout, sum(r["perf/iteration_s"] for r in rows[:args.skip]))
+        fill = f"{mean(steady, 'perf/packed_fill'):9.2f}" if pack else ""
+        name = "packed" if pack else "padded"
+        print(f"{name:8s} {iteration:12.2f} {rollout:10.2f} {iteration - rollout:19.2f} {fill}")
+    (it_pad, up_pad, first_pad), (it_pack, up_pack, first_pack) = times[False], times[True]
+    print(f"speed-up: iteration {it_pad / it_pack:.2f}x, forwards+updates {up_pad / up_pack:.2f}x; the first "
+          f"{args.skip} iterations (with compiles) took {first_pad:.1f} s padded, {first_pack:.1f} s packed")
+    print("\nagreement per iteration (padded / packed; '-': no actor update, e.g. the critic warm-up iteration):")
+    show = lambda row, key: f"{row[key]:.5f}" if key in row else "-"  # noqa: E731
+    for i, (a, b) in enumerate(zip(runs[False], runs[True]), start=1):
+        print(f"  {i:3d} " + "  ".join(f"{k.split('/')[1]} {show(a, k)}/{show(b, k)}" for k in AGREEMENT_KEYS))
 
 
 if __name__ == "__main__":
