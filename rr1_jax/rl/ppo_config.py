@@ -65,8 +65,9 @@ class PPOConfig:
     micro_batch_size: int = 8  # rows per gradient-accumulation chunk (and per log-prob/value forward chunk)
     ppo_epochs: int = 1  # upstream makes exactly one pass whatever the YAML says
     shuffle: bool = False  # upstream: contiguous mini-batches, no shuffle
-    # Updates run on packed rows (episodes laid out first-fit, segment-masked): the same loss sums on fewer
-    # tokens (verl's use_remove_padding, set in all upstream scripts). One process only; rl/packed_updates.py.
+    # Forwards and updates run on packed rows (episodes laid out first-fit, segment-masked): the same loss sums
+    # on fewer tokens (verl's use_remove_padding, set in all upstream scripts; rl/packed_updates.py). Off here so
+    # the plain layout stays the reference the maths is tested in; configs/base.py turns it on.
     pack_updates: bool = False
     critic_warmup: int = 0  # the actor is not updated during the first `critic_warmup` iterations
     recompute_old_logprobs: bool = True  # upstream recomputes π_old with the actor; False: use rollout log-probs
