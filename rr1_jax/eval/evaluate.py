@@ -25,6 +25,7 @@ from flax import nnx
 from rr1_jax.data.qa import QARecord
 from rr1_jax.eval.report import GREEDY, SAMPLED, MethodResult
 from rr1_jax.eval.scoring import score_policy_episode
+from rr1_jax.generate.buckets import round_up
 from rr1_jax.generate.sampling import SamplingParams
 from rr1_jax.model.config import ModelConfig
 from rr1_jax.model.hf_config import WeightsError
@@ -125,10 +126,6 @@ class GenerationSettings:
             raise ValueError(f"GenerationSettings: sizes must be positive and max_turns >= 0, got {self}")
 
 
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
 class PolicyEvaluator:
     """Runs one policy over QA records with a template, a decoding rule and seeds; returns a `MethodResult`."""
 
@@ -143,8 +140,8 @@ class PolicyEvaluator:
             s, p = self.settings, self.policy
             self._engines[decoding] = engine_policy(
                 p.graphdef, p.params, p.config, p.tokenizer, num_slots=s.num_slots, max_turns=s.max_turns,
-                max_turn_tokens=s.max_turn_tokens, prompt_buckets=[_round_up(s.max_prompt_tokens, 64)],
-                obs_buckets=[_round_up(s.max_obs_length, 16)], sampling=DECODINGS[decoding])
+                max_turn_tokens=s.max_turn_tokens, prompt_buckets=[round_up(s.max_prompt_tokens, 64)],
+                obs_buckets=[round_up(s.max_obs_length, 16)], sampling=DECODINGS[decoding])
         engine = self._engines[decoding]
         engine.params = self.policy.params
         return engine

@@ -6,6 +6,11 @@ from typing import Sequence
 import numpy as np
 
 
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is >= n (static shapes: few distinct sizes)."""
+    return -(-n // multiple) * multiple
+
+
 def pick_bucket(length: int, buckets: Sequence[int]) -> int:
     """The smallest bucket >= length; a clear error if none fits."""
     fitting = [b for b in sorted(buckets) if b >= length]

@@ -34,6 +34,7 @@ from rr1_jax.data.synthetic_tokenizer import (answer_phrases, task_corpus, train
 from rr1_jax.eval.evaluate import GenerationSettings, LoadedPolicy, PolicyEvaluator
 from rr1_jax.eval.report import GREEDY, MethodResult
 from rr1_jax.eval.scoring import CALLS_PREFIX, score_policy_episode
+from rr1_jax.generate.buckets import round_up
 from rr1_jax.generate.compile_count import count_compilations
 from rr1_jax.generate.sampling import SamplingParams
 from rr1_jax.metrics import MetricsLogger
@@ -135,7 +136,7 @@ def warm_start_rows(tokenizer, data: RunData, template: str, config):
     demos = rename_some(demos, data.task.table, s.rename, seed=s.seed)  # renamed records keep their ids
     prompts = {d.record.question: render_prompt(tokenizer, d.record.question, template) for d in demos}
     demo_rows = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.question],
-                                           _round_up(max(len(p) for p in prompts.values())), None,
+                                           round_up(max(len(p) for p in prompts.values()), 64), None,
                                            tokenizer.pad_token_id, max_obs_length=config.rollout.max_obs_length)
     mix_rows = (copy_trajectories(tokenizer, s.steps * s.copy_mix, s.copy_length, s.seed + 1, s.copy_gap)
                 if s.copy_mix else None)
@@ -163,10 +164,6 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
         model = nnx.merge(nnx.graphdef(model), params)
     params, losses = sft_train(model, demo_rows, sft_cfg, auxiliary=mix_rows, auxiliary_batch_size=s.copy_mix)
     return nnx.merge(nnx.graphdef(model), params), copy_losses, losses
-
-
-def _round_up(n: int, multiple: int = 64) -> int:
-    return -(-n // multiple) * multiple
 
 
 def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNormalizer, reward_cfg, num_rows: int):
@@ -226,7 +223,7 @@ class Run:
         if longest > c.rollout.max_prompt_tokens:
             raise ValueError(f"a prompt has {longest} tokens, more than rollout.max_prompt_tokens="
                              f"{c.rollout.max_prompt_tokens}; raise it")
-        self.prompt_width = _round_up(longest)
+        self.prompt_width = round_up(longest, 64)
         self.copy_losses: list[float] = []
         self.sft_losses: list[float] = []
         self.checkpointer = TrainCheckpointer(os.path.join(workdir, "ckpt"), keep=c.checkpoint.keep,
@@ -250,7 +247,7 @@ class Run:
             nnx.graphdef(self.model), self.initial_params, self.model.config, self.tokenizer,
             num_slots=self.hosts.local_batch_size(c.data.batch_size) * self.n_agent, max_turns=r.max_turns,
             max_turn_tokens=r.max_turn_tokens,
-            prompt_buckets=[self.prompt_width], obs_buckets=[_round_up(r.max_obs_length, 16)],
+            prompt_buckets=[self.prompt_width], obs_buckets=[round_up(r.max_obs_length, 16)],
             sampling=SamplingParams(temperature=r.temperature, top_p=r.top_p))
         self.settings = GenerationSettings(num_slots=c.data.batch_size, max_turns=r.max_turns,
                                            max_turn_tokens=r.max_turn_tokens, max_obs_length=r.max_obs_length,

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from rr1_jax.generate.buckets import round_up
 from rr1_jax.rl.logprobs import chunked_target_logprobs
 from rr1_jax.rl.packing import first_fit
 
@@ -80,7 +81,7 @@ def plan_packing(attention_mask: np.ndarray, row_valid: np.ndarray, mini_batch_s
         layouts.append(epoch)
     needed = max(1, max(len(rows) for epoch in layouts for rows in epoch))
     if needed <= micro_batch_size:
-        micro = min(-(-micro_batch_size // row_multiple) * row_multiple, -(-needed // row_multiple) * row_multiple)
+        micro = min(round_up(micro_batch_size, row_multiple), round_up(needed, row_multiple))
         groups = 1
     else:
         micro, groups = micro_batch_size, -(-needed // micro_batch_size)

@@ -12,6 +12,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from rr1_jax.generate.buckets import round_up
 from rr1_jax.rollout.trajectory import Trajectories
 
 
@@ -44,7 +45,7 @@ def unpadded_sequences(traj: Trajectories) -> list[TokenSequence]:
 
 def packed_width(traj: Trajectories, multiple: int = 64) -> int:
     """The width packed rows of `traj` get: its padded row width, rounded up to `multiple`."""
-    return -(-traj.tokens.shape[1] // multiple) * multiple
+    return round_up(traj.tokens.shape[1], multiple)
 
 
 def first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
@@ -105,8 +106,8 @@ def pack_steps(sequences: Sequence[TokenSequence], steps: Sequence[np.ndarray], 
     for index in steps:
         chosen = [sequences[i] for i in index if len(sequences[i].ids)]
         layout = first_fit([len(s.ids) for s in chosen], width)
-        layouts.append((chosen, layout, -(-len(layout) // row_multiple) * row_multiple))
+        layouts.append((chosen, layout, round_up(len(layout), row_multiple)))
         for members in layout:
             most_targets = max(most_targets, sum(int(chosen[i].loss[1:].sum()) for i in members))
-    num_targets = max(target_multiple, -(-most_targets // target_multiple) * target_multiple)
+    num_targets = max(target_multiple, round_up(most_targets, target_multiple))
     return [_fill_rows(chosen, layout, width, pad_id, rows, num_targets) for chosen, layout, rows in layouts]
