@@ -27,6 +27,7 @@ from benchmarks.route_probe import probe_setup  # noqa: E402
 from rr1_jax.data.demonstrations import make_demonstration  # noqa: E402
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.data.synthetic_routing import normalize_answer  # noqa: E402
+from rr1_jax.generate.buckets import round_up  # noqa: E402
 from rr1_jax.model.weights import load_model  # noqa: E402
 from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
 
@@ -53,7 +54,7 @@ def copy_answers(path: str, num_questions: int, max_new_tokens: int = 12):
             ids += seg if segment.is_policy else seg[:c.rollout.max_obs_length]
         ids += tokenizer.encode(last.text[:last.text.index(_OPEN) + len(_OPEN)], add_special_tokens=False)
         start = len(ids)
-        width = -(-(start + max_new_tokens) // 64) * 64  # one compiled shape per 64 tokens of length
+        width = round_up(start + max_new_tokens, 64)  # one compiled shape per 64 tokens of length
         for _ in range(max_new_tokens):  # greedy, full recompute: a few tokens of a tiny model
             padded = np.full((1, width), tokenizer.pad_token_id, np.int32)
             padded[0, :len(ids)] = ids

@@ -26,6 +26,7 @@ from flax import nnx  # noqa: E402
 
 from benchmarks.route_probe import (first_name_tokens, probe_arguments, probe_setup,  # noqa: E402
                                     routing_prefixes)
+from rr1_jax.generate.buckets import round_up  # noqa: E402
 from rr1_jax.model.weights import load_model  # noqa: E402
 
 
@@ -45,7 +46,7 @@ def domain_gradients(path: str, num_questions: int, decompose_multihop: bool = T
     is_embed = np.concatenate([np.full(leaf.size, "embed" in jax.tree_util.keystr(key)) for key, leaf in leaves])
     sums, counts = {}, collections.Counter()
     for domain, ids in routing_prefixes(data, tokenizer, template, decompose_multihop):
-        width = -(-len(ids) // 64) * 64  # one compiled shape per 64 tokens of length
+        width = round_up(len(ids), 64)  # one compiled shape per 64 tokens of length
         padded = np.full((1, width), tokenizer.pad_token_id, np.int32)
         padded[0, :len(ids)] = ids
         grads = jacobian(weights, jnp.asarray(padded), len(ids) - 1)  # leaves [C, *leaf shape]

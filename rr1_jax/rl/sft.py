@@ -20,6 +20,7 @@ from flax import nnx
 
 from rr1_jax.data.demonstrations import Demonstration
 from rr1_jax.data.qa import QARecord
+from rr1_jax.generate.buckets import round_up
 from rr1_jax.rl.logprobs import chunked_target_logprobs, response_hidden_states, token_logprobs
 from rr1_jax.rl.packing import PackedBatch, pack_steps, packed_width, unpadded_sequences
 from rr1_jax.rl.train_state import freeze
@@ -82,7 +83,7 @@ def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
         responses.append(ids)
         flags.append(is_policy)
     if response_width is None:
-        response_width = -(-(max(map(len, responses)) + 8) // 64) * 64
+        response_width = round_up(max(map(len, responses)) + 8, 64)
     for demo, ids in zip(demos, responses):
         if len(ids) > response_width:
             raise ValueError(f"demonstration {demo.record.id!r} has {len(ids)} response tokens, more than "
@@ -132,7 +133,7 @@ def packed_sft_loss(graphdef: nnx.GraphDef, params, batch: PackedBatch, chunk_si
 def policy_token_index(loss_mask: np.ndarray, multiple: int = 16) -> np.ndarray:
     """[N, R] bool -> [N, K] int32: each row's loss-mask indices, padded with -1 (K: the most, rounded up)."""
     counts = loss_mask.sum(axis=1)
-    width = max(multiple, -(-int(counts.max(initial=0)) // multiple) * multiple)
+    width = max(multiple, round_up(int(counts.max(initial=0)), multiple))
     index = np.full((loss_mask.shape[0], width), -1, np.int32)
     for row, mask in enumerate(loss_mask):
         found = np.flatnonzero(mask)

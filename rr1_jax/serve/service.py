@@ -22,7 +22,7 @@ import os
 import time
 from typing import Optional, Sequence
 
-from rr1_jax.generate.buckets import pick_bucket
+from rr1_jax.generate.buckets import pick_bucket, round_up
 from rr1_jax.generate.sampler import Sampler
 from rr1_jax.generate.sampling import SamplingParams
 from rr1_jax.generate.slots import SlotBatch
@@ -81,7 +81,7 @@ def default_widths(max_len: int, smallest: int = 64, factor: int = 4) -> list[in
     while w < max_len:
         widths.append(w)
         w *= factor
-    return widths + [-(-max_len // smallest) * smallest]
+    return widths + [round_up(max_len, smallest)]
 
 
 class Service:
