@@ -1,0 +1,35 @@
+"""The learning benchmark's verdicts (benchmarks/learning.py): the four targets of issue #7 and the vote over seeds."""
+import argparse
+
+import pytest
+
+from benchmarks.learning import judge_over_seeds, parse_seeds, targets
+
+
+def _met(**kw):
+    args = dict(sft_em=0.33, em0=0.58, cost0=40.0, em9=0.50, cost9=19.0, oracle_em=0.98, best_em=0.48, alpha=0.9)
+    return [ok for _, _, ok in targets(**{**args, **kw})]
+
+
+def test_targets_at_their_thresholds():
+    assert _met() == [True, False, True, True]  # 0.58 - 0.33 is 0.2499... in floats: rounded, it meets 0.25
+    assert _met(em0=0.57)[0] is False
+    assert _met(em0=0.882, em9=0.85)[1] is True and _met(em0=0.881, em9=0.85)[1] is False  # 90% of 0.98 = 0.882
+    assert _met(best_em=0.49)[2] is False  # 0.58 - 0.49 < 0.10
+    assert _met(cost9=20.0)[3] is True and _met(cost9=20.1)[3] is False  # a 50% cut
+    assert _met(em9=0.43)[3] is True and _met(em9=0.42)[3] is False  # an EM loss of 0.15 at most
+
+
+def test_a_target_is_met_over_seeds_by_a_strict_majority():
+    seed = lambda *oks: [(f"target {k}", "", ok) for k, ok in enumerate(oks)]  # noqa: E731
+    judged = judge_over_seeds([seed(True, True, False), seed(True, False, False), seed(False, True, True)])
+    assert judged == [("target 0", 2, True), ("target 1", 2, True), ("target 2", 1, False)]
+    assert judge_over_seeds([seed(True), seed(False)]) == [("target 0", 1, False)]  # a tie is not a majority
+    assert judge_over_seeds([seed(True)]) == [("target 0", 1, True)]
+
+
+def test_seed_list_parsing():
+    assert parse_seeds("0,1, 2") == [0, 1, 2]
+    for bad in ("", "0,0", "a,1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--ppo-seeds"):
+            parse_seeds(bad)
