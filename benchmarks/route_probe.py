@@ -8,7 +8,7 @@ domain's argmax; this shows whether a policy's choice depends on the domain at a
 one preference shared by every domain (issue #7). The last column, the cosine between the domains' mean final
 hidden states at that token, shows how far the state itself tells the domains apart.
 
-Usage: `.venv/bin/python benchmarks/route_probe.py runs/learning/sft/hf_export runs/learning/ppo_alpha0/hf_export`
+Usage: `.venv/bin/python benchmarks/route_probe.py runs/learning/sft/hf_export runs/learning/ppo_seed0_alpha0/hf_export`
 """
 from __future__ import annotations
 
