@@ -16,7 +16,7 @@ def test_config_builds_typed_sections(name):
     config = importlib.import_module(f"configs.{name}").get_config()
     ppo = ppo_config_from(config.ppo)
     optim_config_from(config.optim.actor, "optim.actor")
-    assert config.data.batch_size % ppo.mini_batch_size == 0
+    assert (config.data.batch_size * config.rollout.n_agent) % ppo.mini_batch_size == 0  # episodes per iteration
 
 
 @pytest.mark.parametrize("name", ["llama3b", "qwen3b"])
