@@ -97,6 +97,7 @@ _TARGET_NAMES = ("EM gain", "90% of oracle", "best single + 0.10", "cost cut")
 
 
 def parse_seeds(text: str) -> list[int]:
+    """`--ppo-seeds`: distinct integers separated by commas."""
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -147,12 +148,12 @@ def main():
             runs[alpha] = summary["after"], time.perf_counter() - t
             if sft_result is None:  # every run evaluates the same start first
                 sft_result = summary["before"]
-        (ppo0, t0_run), (ppo9, t9_run) = runs[0.0], runs[args.alpha]
+        (ppo0, seconds0), (ppo9, seconds9) = runs[0.0], runs[args.alpha]
         judged = targets(_em(sft_result), _em(ppo0), _cost(ppo0), _em(ppo9), _cost(ppo9), ref.oracle.em, best.em,
                          args.alpha)
         rows.append(dict(seed=seed, em0=_em(ppo0), cost0=_cost(ppo0), routes0=_routes(ppo0), em9=_em(ppo9),
-                         cost9=_cost(ppo9), routes9=_routes(ppo9), targets=judged, seconds=t0_run + t9_run))
-        print(f"\nPPO seed {seed} ({t0_run:.0f} s + {t9_run:.0f} s): alpha=0 EM {_em(ppo0):.3f} cost "
+                         cost9=_cost(ppo9), routes9=_routes(ppo9), targets=judged))
+        print(f"\nPPO seed {seed} ({seconds0:.0f} s + {seconds9:.0f} s): alpha=0 EM {_em(ppo0):.3f} cost "
               f"{_cost(ppo0):.1f}, alpha={args.alpha:g} EM {_em(ppo9):.3f} cost {_cost(ppo9):.1f}", flush=True)
     _report(args, sft_result, rows, ref, f"warm start reused from {args.start}" if args.start else
             f"SFT {t_sft:.0f} s")
@@ -197,8 +198,8 @@ def _report(args, sft_result, rows, ref, sft_time: str):
 def judge_over_seeds(per_seed: list[list[tuple[str, str, bool]]]) -> list[tuple[str, int, bool]]:
     """[(target, seeds that met it, met by a strict majority of seeds)] from `targets`' output per seed: one draw
     decides nothing, and a tie counts as missed."""
-    return [(per_seed[0][k][0], met, 2 * met > len(per_seed))
-            for k, met in enumerate(sum(seed[k][2] for seed in per_seed) for k in range(len(per_seed[0])))]
+    counts = [sum(seed[k][2] for seed in per_seed) for k in range(len(per_seed[0]))]
+    return [(per_seed[0][k][0], met, 2 * met > len(per_seed)) for k, met in enumerate(counts)]
 
 
 if __name__ == "__main__":
