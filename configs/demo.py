@@ -13,7 +13,7 @@
    +0.02 in three (docs/learning.md, stop 24).
 
 Word-level task tokenizer (every entity name, founder's name, tag and candidate name is one token), compact prompt,
-2 routed turns, short generations. About 8 minutes on a 2-core CPU (README "Status").
+2 routed turns, short generations. About 7 minutes on a 2-core CPU (README "Status").
 benchmarks/learning.py starts from this warm start and runs 60 GRPO iterations of 16 questions x 4 instead.
 With a shorter warm start (copy 600, SFT 300 steps) a fresh start answered one constant founder's name to most
 founder and album questions (49 of 100 answers copied, against 97 after 800 and 400).
