@@ -8,7 +8,8 @@ rescales each weight). Near 1, PPO can only move one preference shared by all do
 best on average wins everywhere (issue #7, docs/learning.md). Printed per candidate: the mean and the largest
 cosine between two domains, over all weights and over all but the (tied) embedding.
 
-Usage: `.venv/bin/python benchmarks/route_gradients.py runs/learning/sft/hf_export [more exports] [--eval 100]`
+Usage: `.venv/bin/python benchmarks/route_gradients.py runs/learning/sft/hf_export [more exports] [--eval 100]
+[--max-weights 20000000]`
 """
 from __future__ import annotations
 
@@ -24,34 +25,48 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from benchmarks.route_probe import (first_name_tokens, probe_arguments, probe_setup,  # noqa: E402
-                                    routing_prefixes)
+from benchmarks.route_probe import probe_parser, probe_setup, routing_prefixes  # noqa: E402
 from rr1_jax.generate.buckets import round_up  # noqa: E402
 from rr1_jax.model.weights import load_model  # noqa: E402
 
 
-def domain_gradients(path: str, num_questions: int, decompose_multihop: bool = True):
+def weight_sample(sizes: list[int], max_weights: int, seed: int = 0) -> list[np.ndarray | None]:
+    """Per leaf, the indices of its flattened weights to keep: a uniform random `max_weights` of all of them
+    (None everywhere when the model has no more). Cosines over a random subset of coordinates estimate those over
+    all, and a pretrained model's [C, P] per-domain sums would not fit in memory."""
+    total = int(np.sum(sizes))
+    if max_weights <= 0 or total <= max_weights:
+        return [None] * len(sizes)
+    chosen = np.sort(np.random.default_rng(seed).choice(total, max_weights, replace=False))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return [chosen[(chosen >= start) & (chosen < start + size)] - start for start, size in zip(starts, sizes)]
+
+
+def domain_gradients(path: str, num_questions: int, decompose_multihop: bool = True, max_weights: int = 0):
     """(candidate names, {domain: [C, P] mean gradient of each candidate's log-probability}, [P] bool: which of
-    the P flattened weights belong to the embedding)."""
+    the P flattened weights belong to the embedding). With `max_weights`, P is a random subset of that many."""
     _, data, pool, template, tokenizer = probe_setup(path, num_questions)
     graphdef, weights = nnx.split(load_model(path))
-    name_ids = jnp.asarray(first_name_tokens(tokenizer, pool.names))  # [C]
 
-    def route_logprobs(weights, ids, last):  # ids [1, W] right-padded (causal: padding cannot reach `last`)
+    def route_logprobs(weights, ids, last, name_ids):  # ids [1, W] right-padded (causal: padding cannot reach
+        # `last`); name_ids [C]
         logits = nnx.merge(graphdef, weights)(ids, jnp.arange(ids.shape[1])[None])[0, last]  # [V]
         return jax.nn.log_softmax(logits.astype(jnp.float32))[name_ids]  # [C]
 
     jacobian = jax.jit(jax.jacrev(route_logprobs))
     leaves, _ = jax.tree_util.tree_flatten_with_path(weights)
-    is_embed = np.concatenate([np.full(leaf.size, "embed" in jax.tree_util.keystr(key)) for key, leaf in leaves])
+    keep = weight_sample([leaf.size for _, leaf in leaves], max_weights)
+    is_embed = np.concatenate([np.full(leaf.size if k is None else len(k), "embed" in jax.tree_util.keystr(key))
+                               for (key, leaf), k in zip(leaves, keep)])
     sums, counts = {}, collections.Counter()
-    for domain, ids in routing_prefixes(data, tokenizer, template, decompose_multihop):
+    for domain, ids, name_ids in routing_prefixes(data, tokenizer, template, pool.names, decompose_multihop):
         width = round_up(len(ids), 64)  # one compiled shape per 64 tokens of length
         padded = np.full((1, width), tokenizer.pad_token_id, np.int32)
         padded[0, :len(ids)] = ids
-        grads = jacobian(weights, jnp.asarray(padded), len(ids) - 1)  # leaves [C, *leaf shape]
-        flat = np.concatenate([np.asarray(g, np.float64).reshape(len(pool.names), -1)
-                               for g in jax.tree_util.tree_leaves(grads)], axis=1)  # [C, P]
+        grads = jacobian(weights, jnp.asarray(padded), len(ids) - 1, jnp.asarray(name_ids))  # leaves [C, *leaf]
+        flat = np.concatenate([np.asarray(g.reshape(len(pool.names), -1) if k is None else
+                                          g.reshape(len(pool.names), -1)[:, k], np.float64)
+                               for g, k in zip(jax.tree_util.tree_leaves(grads), keep)], axis=1)  # [C, P]
         sums[domain] = sums.get(domain, 0.0) + flat
         counts[domain] += 1
     return pool.names, {d: sums[d] / counts[d] for d in sorted(sums)}, is_embed
@@ -65,9 +80,13 @@ def domain_cosines(means: dict[str, np.ndarray], keep: np.ndarray) -> np.ndarray
 
 
 def main():
-    args = probe_arguments(__doc__)
+    parser = probe_parser(__doc__)
+    parser.add_argument("--max-weights", type=int, default=20_000_000,
+                        help="cosines over a random subset of this many weights when the policy has more (a "
+                             "pretrained one); 0: all")
+    args = parser.parse_args()
     for path in args.paths:
-        names, means, is_embed = domain_gradients(path, args.eval, not args.direct_multihop)
+        names, means, is_embed = domain_gradients(path, args.eval, not args.direct_multihop, args.max_weights)
         off = ~np.eye(len(means), dtype=bool)
         print(f"\n{path} (domains: {', '.join(means)})\n\n| candidate | cosine between domains: mean | max "
               "| without the embedding: mean | max |\n|---|---|---|---|---|")

@@ -3,7 +3,7 @@
 For each held-out question, the policy reads its prompt plus the terse demonstrations' first turn up to the
 candidate name (`<think>capital</think>\\n<search> `; for a multi-hop question its decomposed first hop, or with
 `--direct-multihop` the question asked in one call, for starts with `sft.direct_multihop=1`), and the probe
-prints the mean probability of each candidate's (first) name token, per domain. Greedy evaluation shows only each
+prints the mean probability of the first token of each candidate's name there, per domain. Greedy evaluation shows only each
 domain's argmax; this shows whether a policy's choice depends on the domain at all, or whether training only moved
 one preference shared by every domain (issue #7). The last column, the cosine between the domains' mean final
 hidden states at that token, shows how far the state itself tells the domains apart.
@@ -61,31 +61,36 @@ def route_probabilities(path: str, num_questions: int, decompose_multihop: bool 
     {domain: [E] mean final hidden state there})."""
     _, data, pool, template, tokenizer = probe_setup(path, num_questions)
     model = load_model(path)
-    first_ids = jnp.asarray(first_name_tokens(tokenizer, pool.names))
     by_domain, states = collections.defaultdict(list), collections.defaultdict(list)
-    for domain, ids in routing_prefixes(data, tokenizer, template, decompose_multihop):
+    for domain, ids, name_ids in routing_prefixes(data, tokenizer, template, pool.names, decompose_multihop):
         hidden, _ = model.hidden_states(jnp.asarray([ids]), jnp.arange(len(ids))[None])
         logits = model.logits_from_hidden(hidden[0, -1])  # [V]
-        by_domain[domain].append(np.asarray(jax.nn.softmax(logits)[first_ids]))
+        by_domain[domain].append(np.asarray(jax.nn.softmax(logits)[jnp.asarray(name_ids)]))
         states[domain].append(np.asarray(hidden[0, -1], np.float32))
     return pool.names, _domain_means(by_domain), _domain_means(states)
 
 
-def first_name_tokens(tokenizer, names) -> list[int]:
-    """Each candidate name's first token id: the token its routing choice is made on."""
-    return [tokenizer.encode(name, add_special_tokens=False)[0] for name in names]
-
-
-def routing_prefixes(data, tokenizer, template, decompose_multihop: bool = True):
-    """(domain, token ids) per held-out question: its prompt plus the terse demonstrations' first think, up to
-    the candidate name (the position whose next token is the routing choice)."""
+def routing_prefixes(data, tokenizer, template, names, decompose_multihop: bool = True):
+    """(domain, token ids, [C] name token ids) per held-out question: its prompt plus the terse demonstrations'
+    first turn up to the candidate name (the position whose next token is the routing choice), and the token each
+    of `names` starts with there. The turn is tokenised with each name in place and the position taken where the
+    encodings part: a BPE tokenizer merges the space before a name into the name's first token."""
     profiles = default_candidates()
     for record in data.val:
         turn = make_demonstration(record, data.task.table, profiles, strategy="uniform", style="terse",
                                   decompose_multihop=decompose_multihop).text
-        prefix = turn[:turn.index(_ROUTE_TAG) + len(_ROUTE_TAG)]
-        yield record.metadata["domain"], (render_prompt(tokenizer, record.question, template)
-                                          + tokenizer.encode(prefix, add_special_tokens=False))
+        head, name_ids = split_at_names(tokenizer, turn[:turn.index(_ROUTE_TAG) + len(_ROUTE_TAG)], names)
+        yield record.metadata["domain"], render_prompt(tokenizer, record.question, template) + head, name_ids
+
+
+def split_at_names(tokenizer, head: str, names) -> tuple[list[int], list[int]]:
+    """(ids of `head` up to where a name begins, [C] the first token of each name there): `head + name` encoded
+    for every name, split where the encodings part (a name's first token may swallow the end of `head`)."""
+    encoded = [tokenizer.encode(head + name, add_special_tokens=False) for name in names]
+    shared = 0
+    while all(len(e) > shared + 1 and e[shared] == encoded[0][shared] for e in encoded):
+        shared += 1
+    return encoded[0][:shared], [e[shared] for e in encoded]
 
 
 def cosines(states: dict[str, np.ndarray]) -> np.ndarray:
@@ -95,14 +100,18 @@ def cosines(states: dict[str, np.ndarray]) -> np.ndarray:
     return unit @ unit.T
 
 
-def probe_arguments(description: str) -> argparse.Namespace:
+def probe_parser(description: str) -> argparse.ArgumentParser:
     """The routing probes' command line: exported policies, `--eval` questions, `--direct-multihop`."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="exported policies (hf_export directories of synthetic runs)")
     parser.add_argument("--eval", type=int, default=100, help="held-out questions")
     parser.add_argument("--direct-multihop", action="store_true",
                         help="probe multi-hop questions asked in one call (starts with sft.direct_multihop=1)")
-    return parser.parse_args()
+    return parser
+
+
+def probe_arguments(description: str) -> argparse.Namespace:
+    return probe_parser(description).parse_args()
 
 
 def main():
