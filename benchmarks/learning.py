@@ -15,25 +15,32 @@ Which domains tip to their specialist within 60 iterations varies from draw to d
 run is one sample: `--ppo-seeds 0,1,2,3,4` runs both PPO runs once per seed from the same start, prints a row
 per seed and the medians, and judges each target by the majority of seeds.
 
+`--policy smollm2` runs the same benchmark with the pretrained SmolLM2-135M-Instruct (bundled GGUF weights, its own
+BPE tokenizer) instead of the tiny policy trained from scratch: a short terse SFT, then the same PPO at a tenth of the
+learning rate (`SMOLLM2`). It needs an accelerator: one SmolLM2-size PPO update of 8 rows takes ~5 minutes on 2 CPU
+cores (README "PPO update"). JAX uses the accelerator when one is installed (`JAX_PLATFORMS=cpu` forces the CPU).
+
 Usage: `.venv/bin/python benchmarks/learning.py [--steps 60] [--eval 100] [--workdir runs/learning]
-[--start runs/learning/sft/hf_export] [--ppo-seeds 0]` (`--start`: reuse an earlier run's exported warm start,
-skipping the SFT; `--ppo-seeds`: the PPO runs' seeds, i.e. question order and sampling; the start keeps seed 0).
+[--start runs/learning/sft/hf_export] [--ppo-seeds 0] [--policy demo] [--set KEY=VALUE ...]` (`--start`: reuse an
+earlier run's exported warm start, skipping the SFT; `--ppo-seeds`: the PPO runs' seeds, i.e. question order and
+sampling; the start keeps seed 0; `--set ppo.kl_loss_coef=0.1`: a config override for the SFT and both PPO runs,
+on top of the recipe).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import resource
 import shutil
 import sys
 import time
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from configs import demo  # noqa: E402
+from configs import demo, smollm2  # noqa: E402
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.data.synthetic_routing import routing_reference  # noqa: E402
 from rr1_jax.eval.scoring import CALLS_PREFIX, OVERALL  # noqa: E402
@@ -50,20 +57,44 @@ PPO = {"ppo.adv_estimator": "grpo", "rollout.n_agent": 4, "data.batch_size": 16,
        "ppo.critic_warmup": 1}
 PPO_ITERATIONS = 60
 
+# `--policy smollm2`: configs/smollm2.py on the demo's questions, a terse SFT on uniform-route demonstrations (no
+# copy warm-up: a pretrained model copies names), PPO as above at a tenth of the tiny policy's learning rate.
+# Not yet measured (no accelerator so far; docs/learning.md, stop 26).
+SMOLLM2_SFT = {"sft.steps": 200, "sft.style": "terse", "sft.num_demos": 2000, "sft.lr": 5e-5, "sft.batch_size": 8,
+               "sft.warmup_steps": 10, "sft.direct_multihop": 0.5}
+SMOLLM2_PPO = {"optim.actor.lr": 1e-5, "ppo.micro_batch_size": 16}
+# policy: (its config, settings of its warm start, settings of its PPO runs on top of `PPO`)
+POLICIES = {"demo": (demo.get_config, {}, {}), "smollm2": (smollm2.get_config, SMOLLM2_SFT, SMOLLM2_PPO)}
 
-def _config(workdir: str, steps: int, eval_size: int, **overrides):
-    c = demo.get_config()
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`--set KEY=VALUE`: a dotted config key and a Python literal (anything else is taken as a string)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"--set {text!r}: write KEY=VALUE, e.g. --set ppo.kl_loss_coef=0.1")
+    try:
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip(), value
+
+
+def _config(workdir: str, steps: int, eval_size: int, policy: str = "demo", *layers):
+    """The policy's config on the demo's questions, with each layer of (dotted key, value) pairs applied in turn."""
+    c = POLICIES[policy][0]()
+    c.data.synthetic = demo.get_config().data.synthetic  # the same questions, oracle and candidates for every policy
     c.workdir = workdir
     c.data.val_size = eval_size
     c.data.synthetic.num_test = max(c.data.synthetic.num_test, eval_size)
     c.train.total_steps = steps
     c.train.val_every = 0 if steps == 0 else steps  # validate at the end only (and before, in `train`)
     c.metrics.progress = False
-    for key, value in overrides.items():
+    for key, value in [pair for layer in layers for pair in layer]:
         node = c
         *path, last = key.split(".")
         for part in path:
-            node = node[part]
+            node = node.get(part) if hasattr(node, "get") else None
+        if not hasattr(node, "get") or last not in node:
+            raise KeyError(f"config key {key!r} does not exist in configs/{policy}.py (see configs/base.py)")
         node[last] = value
     return c
 
@@ -121,7 +152,18 @@ def main():
     parser.add_argument("--ppo-seeds", type=parse_seeds, default=[0],
                         help="seeds of the PPO runs only (question order, episode sampling), comma-separated; the "
                              "warm start keeps seed 0. With several, each target is judged by the majority of seeds")
+    parser.add_argument("--policy", choices=sorted(POLICIES), default="demo",
+                        help="demo: the tiny policy from scratch (configs/demo.py); smollm2: the pretrained "
+                             "SmolLM2-135M-Instruct (configs/smollm2.py; needs an accelerator)")
+    parser.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
+                        metavar="KEY=VALUE", help="config override for the warm start and both PPO runs "
+                             "(repeatable); each PPO run's model.path, sft.steps, reward.alpha and seed stay the "
+                             "benchmark's")
     args = parser.parse_args()
+    try:
+        _config(args.workdir, 0, args.eval, args.policy, args.overrides)
+    except (KeyError, TypeError) as e:  # a misspelt key or a value of the wrong type, before anything is deleted
+        parser.error(f"--set: {e.args[0]}")
     if args.start and not os.path.isfile(os.path.join(args.start, "config.json")):
         parser.error(f"--start {args.start!r} is not an exported policy (no config.json): pass the hf_export "
                      "directory an earlier run of this benchmark wrote under <workdir>/sft/")
@@ -132,9 +174,11 @@ def main():
     t0 = time.perf_counter()
 
     sft_dir = os.path.join(args.workdir, "sft")
-    start_path = args.start or train(_config(sft_dir, 0, args.eval, **{"train.val_every": 0}))["export"]
+    _, sft_recipe, ppo_recipe = POLICIES[args.policy]
+    start_path = args.start or train(_config(sft_dir, 0, args.eval, args.policy, sft_recipe.items(), args.overrides,
+                                             [("train.val_every", 0)]))["export"]
     t_sft = time.perf_counter() - t0
-    c = _config(sft_dir, 0, args.eval)
+    c = _config(sft_dir, 0, args.eval, args.policy, args.overrides)
     data = load_run_data(c)  # the same held-out questions the runs validate on
     ref = routing_reference(data.val, default_candidates(), data.task.table, seed=c.pool.simulated_seed)
     best = ref.best_single
@@ -144,7 +188,8 @@ def main():
         for alpha in (0.0, args.alpha):
             t = time.perf_counter()
             c = _config(os.path.join(args.workdir, f"ppo_seed{seed}_alpha{alpha:g}"), args.steps, args.eval,
-                        **{**PPO, "model.path": start_path, "sft.steps": 0, "reward.alpha": alpha, "seed": seed})
+                        args.policy, {**PPO, **ppo_recipe}.items(), args.overrides,
+                        [("model.path", start_path), ("sft.steps", 0), ("reward.alpha", alpha), ("seed", seed)])
             summary = train(c)
             if summary["preempted"]:  # SIGTERM: do not go on to the next run
                 sys.exit(f"stopped by a signal during the seed {seed} alpha={alpha:g} run (checkpoint in {c.workdir})")

@@ -3,7 +3,7 @@ import argparse
 
 import pytest
 
-from benchmarks.learning import judge_over_seeds, parse_seeds, targets
+from benchmarks.learning import PPO, SMOLLM2_PPO, _config, judge_over_seeds, parse_override, parse_seeds, targets
 
 
 def _met(**kw):
@@ -33,3 +33,26 @@ def test_seed_list_parsing():
     for bad in ("", "0,0", "a,1"):
         with pytest.raises(argparse.ArgumentTypeError, match="--ppo-seeds"):
             parse_seeds(bad)
+
+
+def test_overrides_parse_literals_and_keep_other_text_as_strings():
+    assert parse_override("ppo.kl_loss_coef=0.1") == ("ppo.kl_loss_coef", 0.1)
+    assert parse_override("rollout.response_buckets=(256, 512)") == ("rollout.response_buckets", (256, 512))
+    assert parse_override("model.path=/tmp/a=b") == ("model.path", "/tmp/a=b")
+    for bad in ("ppo.kl_loss_coef", "=1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+            parse_override(bad)
+
+
+def test_config_layers_apply_in_order_on_the_policys_config():
+    overrides = [parse_override("ppo.kl_loss_coef=0.1"), parse_override("seed=7")]
+    c = _config("/tmp/w", 3, 120, "smollm2", {**PPO, **SMOLLM2_PPO}.items(), overrides, [("seed", 3)])
+    assert c.model.path == "bundled:smollm2" and c.optim.actor.lr == SMOLLM2_PPO["optim.actor.lr"]
+    assert c.ppo.kl_loss_coef == 0.1 and c.seed == 3  # the last layer wins
+    tiny = _config("/tmp/w", 3, 120, "demo")
+    assert c.data.synthetic.to_dict() == tiny.data.synthetic.to_dict()  # both policies see the same questions
+    assert tiny.data.synthetic.num_test == 120 and tiny.train.val_every == 3
+    with pytest.raises(KeyError, match="ppo.kl_los_coef"):
+        _config("/tmp/w", 3, 10, "demo", [("ppo.kl_los_coef", 0.1)])
+    with pytest.raises(TypeError):
+        _config("/tmp/w", 3, 10, "demo", [parse_override("ppo.kl_loss_coef=high")])
