@@ -97,8 +97,6 @@ def get_config() -> ml_collections.ConfigDict:
     # balanced_batches: batches hold all routes of their questions (batch_size a multiple of routes_per_question),
     # so every step's routing target is uniform and the last steps leave no preference (the start's prior);
     # schedule: lr after the warm-up, "constant" or "cosine" (decays to 0 at the last step; copy warm-up too).
-    # route_loss: False leaves each routed call's candidate name out of the loss (the format is taught, the choice
-    # is not; uniform routes otherwise make the routing state the same in every domain: docs/learning.md, stop 26).
     # pack: each step's sequences share rows (rl/packing.py): the same loss on fewer padded tokens (copy warm-up
     # too); False (default) gives every sequence its own padded row. The demo's from-scratch warm start depends on
     # rounding, and packing changes the rounding (docs/learning.md, stop 22).
@@ -108,7 +106,7 @@ def get_config() -> ml_collections.ConfigDict:
                                            copy_gap=48,
                                            lr=1e-5, batch_size=8, warmup_steps=0, schedule="constant",
                                            weight_decay=0.01, grad_clip=1.0, logprob_chunk=256, seed=0,
-                                           pack=False, route_loss=True))
+                                           pack=False))
 
     c.ppo = ml_collections.ConfigDict(dict(
         adv_estimator="gae", gamma=1.0, lam=1.0, bridge_observations=False, clip_ratio=0.2, cliprange_value=0.5,

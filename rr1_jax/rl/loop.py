@@ -137,8 +137,7 @@ def warm_start_rows(tokenizer, data: RunData, template: str, config):
     prompts = {d.record.question: render_prompt(tokenizer, d.record.question, template) for d in demos}
     demo_rows = demonstration_trajectories(demos, tokenizer, lambda r: prompts[r.question],
                                            round_up(max(len(p) for p in prompts.values()), 64), None,
-                                           tokenizer.pad_token_id, max_obs_length=config.rollout.max_obs_length,
-                                           route_loss=s.route_loss)
+                                           tokenizer.pad_token_id, max_obs_length=config.rollout.max_obs_length)
     mix_rows = (copy_trajectories(tokenizer, s.steps * s.copy_mix, s.copy_length, s.seed + 1, s.copy_gap)
                 if s.copy_mix else None)
     return copy_rows, demo_rows, mix_rows

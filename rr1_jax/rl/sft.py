@@ -4,14 +4,12 @@ Demonstrations (`rr1_jax.data.demonstrations`) are tokenised segment by segment 
 the same `Trajectories` layout the rollout produces: policy segments get loss_mask 1, observation segments
 (`<information>…</information>`) 0. The loss is the token-mean cross-entropy over policy tokens only, computed
 with the chunked LM head; AdamW with global-norm clipping. With `pack` each step's sequences are packed into
-fewer rows (`rl/packing.py`): the same loss on fewer padded tokens. With `route_loss=False` the tokens that spell
-the candidate in each `<search> Name: query </search>` get no loss either: the format is taught, the choice is not.
+fewer rows (`rl/packing.py`): the same loss on fewer padded tokens.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -62,39 +60,15 @@ class SFTConfig:
                              f"{self.group_size} (batches hold whole groups, e.g. all routes of a question)")
 
 
-_ROUTED_NAME = re.compile(r"<search>\s*([^:<]*?)\s*:")  # group 1: the candidate's name in a routed call
-
-
-def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
-def routed_name_tokens(tokenizer, text: str, ids: Sequence[int]) -> list[bool]:
-    """[len(ids)] True for the tokens of `ids` (the encoding of `text`) that spell a routed call's candidate name:
-    from where `text` cut just before the name stops encoding alike (a BPE token may fold the space into the
-    name) to where `text` cut just after it does, at least one token per call."""
-    out = [False] * len(ids)
-    for match in _ROUTED_NAME.finditer(text):
-        start = _shared_prefix(ids, tokenizer.encode(text[:match.start(1)], add_special_tokens=False))
-        end = _shared_prefix(ids, tokenizer.encode(text[:match.end(1)], add_special_tokens=False))
-        for i in range(start, min(max(end, start + 1), len(ids))):
-            out[i] = True
-    return out
-
-
 def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
                                prompt_ids: Callable[[QARecord], Sequence[int]], prompt_width: int,
                                response_width: Optional[int], pad_id: int, num_rows: Optional[int] = None,
-                               max_obs_length: Optional[int] = None, route_loss: bool = True) -> Trajectories:
+                               max_obs_length: Optional[int] = None) -> Trajectories:
     """Trajectories of demonstrations: each segment tokenised on its own (as the rollout appends observations).
 
     `prompt_ids(record)` renders the Router-R1 prompt (template + chat template) as token ids. Observations are
     cut to their first `max_obs_length` tokens, as the rollout cuts them, so training sees what sampling will.
-    `response_width=None`: the longest response plus 8, rounded up to a multiple of 64. `route_loss=False`
-    leaves the candidates' names out of the loss (`routed_name_tokens`).
+    `response_width=None`: the longest response plus 8, rounded up to a multiple of 64.
     """
     prompts, responses, flags = [], [], []
     for demo in demos:
@@ -104,10 +78,7 @@ def demonstration_trajectories(demos: Sequence[Demonstration], tokenizer,
             if not segment.is_policy and max_obs_length is not None:
                 seg_ids = seg_ids[:max_obs_length]
             ids += seg_ids
-            if segment.is_policy and not route_loss:
-                is_policy += [not name for name in routed_name_tokens(tokenizer, segment.text, seg_ids)]
-            else:
-                is_policy += [segment.is_policy] * len(seg_ids)
+            is_policy += [segment.is_policy] * len(seg_ids)
         prompts.append(list(prompt_ids(demo.record)))
         responses.append(ids)
         flags.append(is_policy)

