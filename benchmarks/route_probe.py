@@ -3,10 +3,10 @@
 For each held-out question, the policy reads its prompt plus the terse demonstrations' first turn up to the
 candidate name (`<think>capital</think>\\n<search> `; for a multi-hop question its decomposed first hop, or with
 `--direct-multihop` the question asked in one call, for starts with `sft.direct_multihop=1`), and the probe
-prints the mean probability of the first token of each candidate's name there, per domain. Greedy evaluation shows only each
-domain's argmax; this shows whether a policy's choice depends on the domain at all, or whether training only moved
-one preference shared by every domain (issue #7). The last column, the cosine between the domains' mean final
-hidden states at that token, shows how far the state itself tells the domains apart.
+prints the mean probability of the first token of each candidate's name there, per domain. Greedy evaluation
+shows only each domain's argmax; this shows whether a policy's choice depends on the domain at all, or whether
+training only moved one preference shared by every domain (issue #7). The last column, the cosine between the
+domains' mean final hidden states at that token, shows how far the state itself tells the domains apart.
 
 Usage: `.venv/bin/python benchmarks/route_probe.py runs/learning/sft/hf_export runs/learning/ppo_seed0_alpha0/hf_export`
 """
