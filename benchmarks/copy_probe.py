@@ -28,7 +28,7 @@ from rr1_jax.data.demonstrations import make_demonstration  # noqa: E402
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.data.synthetic_routing import normalize_answer  # noqa: E402
 from rr1_jax.generate.buckets import round_up  # noqa: E402
-from rr1_jax.model.weights import load_model, resolve_model_path  # noqa: E402
+from rr1_jax.model.weights import load_model  # noqa: E402
 from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
 
 _OPEN, _CLOSE = "<answer>", "</answer>"
@@ -37,7 +37,7 @@ _OPEN, _CLOSE = "<answer>", "</answer>"
 def copy_answers(path: str, num_questions: int, max_new_tokens: int = 12):
     """[(domain, reply's answer, decoded answer)] for the first `num_questions` held-out questions."""
     c, data, _, template, tokenizer = probe_setup(path, num_questions)
-    graphdef, weights = nnx.split(load_model(resolve_model_path(path)))
+    graphdef, weights = nnx.split(load_model(path))
 
     @jax.jit
     def logits_at(weights, ids, last):  # ids [1, W] right-padded (causal: padding cannot reach `last`)

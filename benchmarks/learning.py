@@ -15,10 +15,11 @@ Which domains tip to their specialist within 60 iterations varies from draw to d
 run is one sample: `--ppo-seeds 0,1,2,3,4` runs both PPO runs once per seed from the same start, prints a row
 per seed and the medians, and judges each target by the majority of seeds.
 
-`--policy smollm2` runs the same benchmark with the pretrained SmolLM2-135M-Instruct (bundled GGUF weights, its own
-BPE tokenizer) instead of the tiny policy trained from scratch: a short terse SFT, then the same PPO at a tenth of the
-learning rate (`SMOLLM2`). It needs an accelerator: one SmolLM2-size PPO update of 8 rows takes ~5 minutes on 2 CPU
-cores (README "PPO update"). JAX uses the accelerator when one is installed (`JAX_PLATFORMS=cpu` forces the CPU).
+`--policy smollm2` runs the same benchmark with the pretrained SmolLM2-135M-Instruct (bundled GGUF weights, its
+own BPE tokenizer) instead of the tiny policy trained from scratch: a short terse SFT, then the same PPO at a tenth
+of the learning rate (`SMOLLM2_SFT`, `SMOLLM2_PPO`). It needs an accelerator: one SmolLM2-size PPO update of 8 rows
+takes ~5 minutes on 2 CPU cores (README "PPO update"). JAX uses the accelerator when one is installed
+(`JAX_PLATFORMS=cpu` forces the CPU).
 
 Usage: `.venv/bin/python benchmarks/learning.py [--steps 60] [--eval 100] [--workdir runs/learning]
 [--start runs/learning/sft/hf_export] [--ppo-seeds 0] [--policy demo] [--set KEY=VALUE ...]` (`--start`: reuse an

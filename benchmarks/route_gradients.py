@@ -27,7 +27,7 @@ from flax import nnx  # noqa: E402
 
 from benchmarks.route_probe import probe_parser, probe_setup, routing_prefixes  # noqa: E402
 from rr1_jax.generate.buckets import round_up  # noqa: E402
-from rr1_jax.model.weights import load_model, resolve_model_path  # noqa: E402
+from rr1_jax.model.weights import load_model  # noqa: E402
 
 
 def weight_sample(sizes: list[int], max_weights: int, seed: int = 0) -> list[np.ndarray | None]:
@@ -46,7 +46,7 @@ def domain_gradients(path: str, num_questions: int, decompose_multihop: bool = T
     """(candidate names, {domain: [C, P] mean gradient of each candidate's log-probability}, [P] bool: which of
     the P flattened weights belong to the embedding). With `max_weights`, P is a random subset of that many."""
     _, data, pool, template, tokenizer = probe_setup(path, num_questions)
-    graphdef, weights = nnx.split(load_model(resolve_model_path(path)))
+    graphdef, weights = nnx.split(load_model(path))
 
     def route_logprobs(weights, ids, last, name_ids):  # ids [1, W] right-padded (causal: padding cannot reach
         # `last`); name_ids [C]

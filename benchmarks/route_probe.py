@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from configs import demo  # noqa: E402
 from rr1_jax.data.demonstrations import make_demonstration  # noqa: E402
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
-from rr1_jax.model.weights import load_model, resolve_model_path  # noqa: E402
+from rr1_jax.model.weights import load_model  # noqa: E402
 from rr1_jax.rl.loop import build_tokenizer, load_run_data, routing_template  # noqa: E402
 from rr1_jax.rollout.pool_setup import open_pool  # noqa: E402
 from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
@@ -60,7 +60,7 @@ def route_probabilities(path: str, num_questions: int, decompose_multihop: bool 
     """(candidate names, {domain: [num candidates] mean probability of each at the first routing token},
     {domain: [E] mean final hidden state there})."""
     _, data, pool, template, tokenizer = probe_setup(path, num_questions)
-    model = load_model(resolve_model_path(path))
+    model = load_model(path)
     by_domain, states = collections.defaultdict(list), collections.defaultdict(list)
     for domain, ids, name_ids in routing_prefixes(data, tokenizer, template, pool.names, decompose_multihop):
         hidden, _ = model.hidden_states(jnp.asarray([ids]), jnp.arange(len(ids))[None])

@@ -120,7 +120,8 @@ def load_hf_model(model_dir: str, mesh: Optional[jax.sharding.Mesh] = None, rule
 
 def load_model(path: str, mesh: Optional[jax.sharding.Mesh] = None, rules: ShardingRules = TRAIN_RULES,
                **config_overrides) -> Transformer:
-    """Load from an HF directory or a `.gguf` file, whichever `path` is."""
+    """Load from an HF directory or a `.gguf` file, whichever `path` is (`$VARS` and `bundled:smollm2` expanded)."""
+    path = resolve_model_path(path)
     if path.endswith(".gguf"):
         from rr1_jax.model.gguf_weights import load_gguf_model
         return load_gguf_model(path, mesh, rules, **config_overrides)
