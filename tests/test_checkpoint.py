@@ -1,8 +1,10 @@
 """Exact resume through an orbax checkpoint, corrupted-step fallback, keep policy, pre-emption flag, HF export."""
+import gc
 import glob
 import json
 import os
 import signal
+import time
 import warnings
 
 import jax
@@ -69,6 +71,9 @@ def test_resume_from_checkpoint_is_exact(tmp_path):
     assert "sk-secret" not in saved and extras["config"]["router"]["api_key"] == "<redacted>"
 
 
+# A failed restore leaves tensorstore reads in flight whose callbacks reach orbax's event loop after it closed
+# ("Event loop is closed", reported as unraisable): harmless here, and collected below so no later test sees them.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_truncated_checkpoint_falls_back_to_previous(tmp_path):
     trainer = gae_trainer()
     checkpointer = TrainCheckpointer(str(tmp_path / "ckpt"), keep=3)
@@ -95,6 +100,8 @@ def test_truncated_checkpoint_falls_back_to_previous(tmp_path):
             checkpointer.restore(trainer.abstract_state())
     checkpointer.close()
     assert TrainCheckpointer(str(tmp_path / "empty")).restore(trainer.abstract_state()) is None
+    time.sleep(0.5)  # let the abandoned reads finish
+    gc.collect()
 
 
 def test_keep_policy_and_save_interval(tmp_path):
