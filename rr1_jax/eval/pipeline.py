@@ -27,7 +27,8 @@ from rr1_jax.eval.report import GREEDY, SAMPLED, EvalReport, MethodResult
 from rr1_jax.rollout.candidates import CandidatePool
 from rr1_jax.rollout.pool import PoolClient
 from rr1_jax.rollout.pool_setup import open_pool
-from rr1_jax.rollout.prompts import compact_routing_template, render_prompt, template_family_for_model, template_for_pool
+from rr1_jax.rollout.prompts import (compact_routing_template, render_prompt, template_family_for_model,
+                                    template_for_pool)
 
 BASELINES = ("direct", "cot", "prompt_llm", "single", "oracle", "knn")
 DECODING_NAMES = {"greedy": GREEDY, "sampled": SAMPLED}

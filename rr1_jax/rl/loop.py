@@ -52,7 +52,8 @@ from rr1_jax.rollout.candidates import CandidatePool
 from rr1_jax.rollout.policy import engine_policy
 from rr1_jax.rollout.pool import PoolClient
 from rr1_jax.rollout.pool_setup import open_pool
-from rr1_jax.rollout.prompts import compact_routing_template, render_prompt, template_family_for_model, template_for_pool
+from rr1_jax.rollout.prompts import (compact_routing_template, render_prompt, template_family_for_model,
+                                    template_for_pool)
 from rr1_jax.rollout.worker import RolloutConfig, rollout
 
 
