@@ -11,7 +11,8 @@ swapped for the scripted ones on the host, so all three schedules do exactly the
 The table splits device time into decode and append: an append runs a [K, obs bucket] forward over a
 power-of-two bucket of K rows >= the slots it serves (the sync schedule's all-slot appends use the full batch), so
 the async schedule's many small appends cost about as much as the sync schedule's few large ones in total; on a
-compute-bound backend (CPU) that total is of the same order as the latency async hides. Usage: `.venv/bin/python benchmarks/rollout.py [--model tiny|smollm2] [--slots 16] [--turns 4] ...`
+compute-bound backend (CPU) that total is of the same order as the latency async hides.
+Usage: `.venv/bin/python benchmarks/rollout.py [--model tiny|smollm2] [--slots 16] [--turns 4] ...`
 """
 from __future__ import annotations
 

@@ -97,8 +97,9 @@ def bench(name: str, config: ModelConfig, rows: int, prompt: int, response: int,
     fc = forward_flops(config, tokens, seq, 0, False)
     model_flops = 5 * fa + 4 * fc  # prepare: 2 actor + 1 critic fwd; updates: 3x fwd each
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    return dict(model=name, params_m=config.num_params / 1e6, compile_s=compile_seconds.seconds, first_s=first, step_s=step,
-                tok_s=tokens / step, gflops=model_flops / step / 1e9, mfu=model_flops / step / peak, rss_gb=rss_gb,
+    return dict(model=name, params_m=config.num_params / 1e6, compile_s=compile_seconds.seconds, first_s=first,
+                step_s=step, tok_s=tokens / step, gflops=model_flops / step / 1e9, mfu=model_flops / step / peak,
+                rss_gb=rss_gb,
                 finite=all(np.isfinite(v) for v in metrics.values()))
 
 
@@ -113,13 +114,14 @@ def main():
     peak = matmul_peak()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}; "
           f"matmul peak (1024^2 f32) = {peak / 1e9:.1f} GFLOP/s; batch {args.rows} x seq {args.prompt + args.response}")
-    header = (f"{'model':<14}{'params':>9}{'compile s':>11}{'1st iter s':>11}{'step s':>9}{'tokens/s':>10}{'GFLOP/s':>9}"
-              f"{'of peak':>9}{'peak RSS':>10}")
+    header = (f"{'model':<14}{'params':>9}{'compile s':>11}{'1st iter s':>11}{'step s':>9}{'tokens/s':>10}"
+              f"{'GFLOP/s':>9}{'of peak':>9}{'peak RSS':>10}")
     print(header)
     for name in args.models.split(","):
         r = bench(name, ModelConfig.named(name), args.rows, args.prompt, args.response, args.steps, peak)
-        print(f"{r['model']:<14}{r['params_m']:>8.1f}M{r['compile_s']:>11.1f}{r['first_s']:>11.1f}{r['step_s']:>9.2f}{r['tok_s']:>10.0f}"
-              f"{r['gflops']:>9.1f}{100 * r['mfu']:>8.0f}%{r['rss_gb']:>8.2f}GB" + ("" if r["finite"] else "  NaN!"),
+        print(f"{r['model']:<14}{r['params_m']:>8.1f}M{r['compile_s']:>11.1f}{r['first_s']:>11.1f}{r['step_s']:>9.2f}"
+              f"{r['tok_s']:>10.0f}{r['gflops']:>9.1f}{100 * r['mfu']:>8.0f}%{r['rss_gb']:>8.2f}GB"
+              + ("" if r["finite"] else "  NaN!"),
               flush=True)
 
 

@@ -14,8 +14,9 @@ MESH_DEVICES = 8
 def pytest_configure(config):
     # A plain `pytest` run (no -m "not mesh") includes mesh tests, so it needs the fake devices before
     # jax is first imported. `make test` runs the two groups in separate processes instead.
-    if "not mesh" not in (config.option.markexpr or "") and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={MESH_DEVICES}").strip()
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "not mesh" not in (config.option.markexpr or "") and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={MESH_DEVICES}".strip()
 
 
 @pytest.fixture

@@ -72,7 +72,8 @@ class SafetensorsDir:
         single = os.path.join(model_dir, "model.safetensors")
         if os.path.isfile(index):
             weight_map = read_json(index).get("weight_map", {})
-            files = {fname: SafetensorsFile(os.path.join(model_dir, fname)) for fname in sorted(set(weight_map.values()))}
+            files = {fname: SafetensorsFile(os.path.join(model_dir, fname))
+                     for fname in sorted(set(weight_map.values()))}
             self._where = {name: files[fname] for name, fname in weight_map.items()}
         elif os.path.isfile(single):
             f = SafetensorsFile(single)
@@ -98,7 +99,8 @@ def write_safetensors(path: str, tensors: Iterator[tuple[str, tuple[int, ...], n
     header, offset = {}, 0
     for name, shape, dtype, _ in specs:
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        header[name] = {"dtype": _NAMES[np.dtype(dtype)], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {"dtype": _NAMES[np.dtype(dtype)], "shape": list(shape),
+                        "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     if metadata:
         header["__metadata__"] = metadata

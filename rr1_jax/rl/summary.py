@@ -17,7 +17,8 @@ def summary_table(before: MethodResult, after: MethodResult) -> str:
     """Markdown: overall metrics before/after, then the most-called candidate per data source after."""
     lines = ["| metric (greedy, validation) | before PPO | after PPO |", "|---|---|---|"]
     lines += [f"| {label} | {_value(before, key)} | {_value(after, key)} |" for label, key in _ROWS]
-    lines += ["", "| domain | questions | EM after | calls per question by candidate (after PPO) |", "|---|---|---|---|"]
+    lines += ["", "| domain | questions | EM after | calls per question by candidate (after PPO) |",
+              "|---|---|---|---|"]
     groups = after.per_seed[0]
     for group in sorted(g for g in groups if g != OVERALL):
         row = groups[group]

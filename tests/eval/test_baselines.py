@@ -92,8 +92,9 @@ def test_question_embeddings_are_mean_pooled_hidden_states():
 
 
 def test_pareto_front_and_plot(tmp_path):
-    points = [ParetoPoint("free", 0.0, 0.1), ParetoPoint("cheap", 1.0, 0.5, "policy"), ParetoPoint("dominated", 2.0, 0.4),
-              ParetoPoint("best", 10.0, 0.9), ParetoPoint("same-em-costlier", 12.0, 0.9)]
+    points = [ParetoPoint("free", 0.0, 0.1), ParetoPoint("cheap", 1.0, 0.5, "policy"),
+              ParetoPoint("dominated", 2.0, 0.4), ParetoPoint("best", 10.0, 0.9),
+              ParetoPoint("same-em-costlier", 12.0, 0.9)]
     assert [p.label for p in pareto_front(points)] == ["free", "cheap", "best"]
     path = pareto_plot(points, str(tmp_path / "plots" / "pareto.png"))
     with open(path, "rb") as f:

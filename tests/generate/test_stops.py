@@ -58,7 +58,8 @@ def test_trained_bpe_tokenizer_splits_and_merges_stop_string():
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     corpus = ["think</se arch>x</", "search results>\nmore", "<answer>yes</answer>", "x> y>\n z</s"] * 20
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(corpus, trainer)
     token_bytes = token_bytes_from_tokenizer(tokenizer)
     assert token_bytes[tokenizer.token_to_id("<eos>")] == b""
