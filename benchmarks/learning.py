@@ -30,7 +30,6 @@ on top of the recipe).
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import resource
 import shutil
@@ -42,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from configs import demo, smollm2  # noqa: E402
+from rr1_jax.config_overrides import apply_overrides, parse_override  # noqa: E402
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.data.synthetic_routing import routing_reference  # noqa: E402
 from rr1_jax.eval.scoring import CALLS_PREFIX, OVERALL  # noqa: E402
@@ -68,17 +68,6 @@ SMOLLM2_PPO = {"optim.actor.lr": 1e-5, "ppo.micro_batch_size": 16}
 POLICIES = {"demo": (demo.get_config, {}, {}), "smollm2": (smollm2.get_config, SMOLLM2_SFT, SMOLLM2_PPO)}
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    """`--set KEY=VALUE`: a dotted config key and a Python literal (anything else is taken as a string)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"--set {text!r}: write KEY=VALUE, e.g. --set ppo.kl_loss_coef=0.1")
-    try:
-        return key.strip(), ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key.strip(), value
-
-
 def _config(workdir: str, steps: int, eval_size: int, policy: str = "demo", *layers):
     """The policy's config on the demo's questions, with each layer of (dotted key, value) pairs applied in turn."""
     c = POLICIES[policy][0]()
@@ -89,14 +78,7 @@ def _config(workdir: str, steps: int, eval_size: int, policy: str = "demo", *lay
     c.train.total_steps = steps
     c.train.val_every = 0 if steps == 0 else steps  # validate at the end only (and before, in `train`)
     c.metrics.progress = False
-    for key, value in [pair for layer in layers for pair in layer]:
-        node = c
-        *path, last = key.split(".")
-        for part in path:
-            node = node.get(part) if hasattr(node, "get") else None
-        if not hasattr(node, "get") or last not in node:
-            raise KeyError(f"config key {key!r} does not exist in configs/{policy}.py (see configs/base.py)")
-        node[last] = value
+    apply_overrides(c, [pair for layer in layers for pair in layer], where=f"configs/{policy}.py")
     return c
 
 

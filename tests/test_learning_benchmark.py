@@ -3,7 +3,8 @@ import argparse
 
 import pytest
 
-from benchmarks.learning import PPO, SMOLLM2_PPO, _config, judge_over_seeds, parse_override, parse_seeds, targets
+from benchmarks.learning import PPO, SMOLLM2_PPO, _config, judge_over_seeds, parse_seeds, targets
+from rr1_jax.config_overrides import parse_override
 
 
 def _met(**kw):
@@ -33,15 +34,6 @@ def test_seed_list_parsing():
     for bad in ("", "0,0", "a,1"):
         with pytest.raises(argparse.ArgumentTypeError, match="--ppo-seeds"):
             parse_seeds(bad)
-
-
-def test_overrides_parse_literals_and_keep_other_text_as_strings():
-    assert parse_override("ppo.kl_loss_coef=0.1") == ("ppo.kl_loss_coef", 0.1)
-    assert parse_override("rollout.response_buckets=(256, 512)") == ("rollout.response_buckets", (256, 512))
-    assert parse_override("model.path=/tmp/a=b") == ("model.path", "/tmp/a=b")
-    for bad in ("ppo.kl_loss_coef", "=1"):
-        with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
-            parse_override(bad)
 
 
 def test_config_layers_apply_in_order_on_the_policys_config():

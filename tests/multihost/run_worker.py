@@ -8,13 +8,14 @@ cross-process collectives: gloo, jax 0.10's default); the mesh then spans every 
 writes the final actor parameters (gathered from the global arrays) to <out>.<process-id>.npz.
 """
 import argparse
-import ast
 import os
 import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from rr1_jax.config_overrides import apply_overrides, parse_override  # noqa: E402  (imports no JAX)
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set sft.steps=2 (value parsed as a Python literal)")
     parser.add_argument("--text-scores", action="store_true",
                         help="score each episode by a hash of its response text (in [0, 1)) instead of the reward: "
@@ -36,13 +37,7 @@ def main() -> None:
     from configs import tiny
 
     config = tiny.get_config()
-    for item in args.set:
-        key, value = item.split("=", 1)
-        *path, leaf = key.split(".")
-        section = config
-        for name in path:
-            section = section[name]
-        section[leaf] = ast.literal_eval(value)
+    apply_overrides(config, args.set, where="configs/tiny.py")
     if args.num_processes > 1:
         config.distributed.update(dict(enabled=True, coordinator_address=f"127.0.0.1:{args.port}",
                                        num_processes=args.num_processes, process_id=args.process_id))
