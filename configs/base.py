@@ -41,10 +41,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.distributed.num_processes = cd.placeholder(int)
     c.distributed.process_id = cd.placeholder(int)
 
-    # Questions. source: "synthetic" (offline routing task) or comma-separated QA files (FlashRAG JSONL/parquet).
+    # Questions. source: "synthetic" (offline routing task) or comma-separated QA files: FlashRAG/NQ-open JSONL as
+    # `<benchmark>/<split>.jsonl` or `nq=<path>`, or upstream's prepared parquet (rr1_jax/data/sources.py).
+    # train_per_source / val_per_source: rows sampled per JSONL source as upstream does (seed 42; 0 = every row).
     c.data = ml_collections.ConfigDict()
     c.data.source = "synthetic"
     c.data.val_source = ""  # QA file(s) for validation; synthetic: its test split
+    c.data.train_per_source = 0
+    c.data.val_per_source = 0
     c.data.batch_size = 64  # prompts per PPO iteration (global)
     c.data.val_size = 64  # validation questions
     c.data.synthetic = ml_collections.ConfigDict(dict(seed=0, num_train=400, num_test=200, countries_per_split=40,

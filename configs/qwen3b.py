@@ -14,8 +14,12 @@ def get_config():
     c.model.path = "$RR1_QWEN3B_PATH"
     c.model.dtype = "bfloat16"
     c.model.remat = "full"
+    # upstream's qa_train_merge.py (7,000 per source) and qa_test_merge.py (100 per source; NQ has a test split,
+    # HotpotQA's evaluation split is dev); FlashRAG files under ./data, or --config.data.source=... elsewhere
     c.data.source = "data/nq/train.jsonl,data/hotpotqa/train.jsonl"
-    c.data.val_source = "data/nq/dev.jsonl,data/hotpotqa/dev.jsonl"
+    c.data.val_source = "data/nq/test.jsonl,data/hotpotqa/dev.jsonl"
+    c.data.train_per_source = 7000
+    c.data.val_per_source = 100
     c.data.batch_size = 64
     c.data.val_size = 200
     c.pool.kind = "router_r1"

@@ -31,10 +31,16 @@ def main(argv):
     from rr1_jax.parallel.distributed import maybe_initialize_distributed
 
     maybe_initialize_distributed(config.distributed)  # before any other JAX call
+    from rr1_jax.checkpoint import CheckpointError
+    from rr1_jax.data.qa import DataError
+    from rr1_jax.model.hf_config import WeightsError
     from rr1_jax.rl.loop import train
     from rr1_jax.rl.summary import print_summary
 
-    summary = train(config, _WORKDIR.value)
+    try:
+        summary = train(config, _WORKDIR.value)
+    except (DataError, WeightsError, CheckpointError) as e:  # bad input: its message names the problem and the fix
+        sys.exit(f"error: {e}")
     import jax
 
     if summary["preempted"]:  # SIGTERM: checkpoint saved; the conventional exit status tells the scheduler

@@ -1,6 +1,9 @@
 """Every shipped config builds, carries upstream's PPO settings where it claims to, and fails clearly when
 its weights path is unset."""
 import importlib
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -25,6 +28,9 @@ def test_upstream_configs(name, monkeypatch):
     assert (config.data.batch_size, config.ppo.mini_batch_size, config.rollout.max_turns) == (64, 32, 4)
     assert (config.rollout.max_turn_tokens, config.rollout.max_obs_length, config.rollout.top_p) == (1024, 600, 0.95)
     assert (config.optim.actor.lr, config.optim.critic.lr, config.ppo.kl_coef) == (1e-6, 1e-5, 0.001)
+    # qa_train_merge.py / qa_test_merge.py: NQ + HotpotQA, 7,000 and 100 per source; NQ validates on its test split
+    assert (config.data.train_per_source, config.data.val_per_source, config.data.val_size) == (7000, 100, 200)
+    assert config.data.val_source == "data/nq/test.jsonl,data/hotpotqa/dev.jsonl"
     monkeypatch.delenv(config.model.path.lstrip("$"), raising=False)
     with pytest.raises(WeightsError, match="environment variable is not set"):
         resolve_model_path(config.model.path)
@@ -46,3 +52,17 @@ def test_ppo_temperature_follows_the_rollout():
     config.ppo.temperature = 1.0  # log-probs of another distribution than the one sampled: refused
     with pytest.raises(ValueError, match=r"ppo.temperature=1.0 differs from rollout.temperature=0.7"):
         ppo_config_from(config.ppo, rollout_temperature=0.7)
+
+
+def test_train_reports_missing_data_in_one_line(tmp_path):
+    """Bad input through the command line: exit status 1 and one message naming the files and the fix."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, os.path.join(root, "launch", "train.py"),
+                           f"--config={os.path.join(root, 'configs', 'qwen3b.py')}", f"--workdir={tmp_path / 'run'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: data.source: no such file: data/nq/train.jsonl, data/hotpotqa/train.jsonl (relative paths start at "
+        f"{tmp_path}); prepare the QA files as in docs/data.md, or point --config.data.source at them")
