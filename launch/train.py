@@ -36,10 +36,11 @@ def main(argv):
     from rr1_jax.model.hf_config import WeightsError
     from rr1_jax.rl.loop import train
     from rr1_jax.rl.summary import print_summary
+    from rr1_jax.rollout.pool_setup import PoolSetupError
 
     try:
         summary = train(config, _WORKDIR.value)
-    except (DataError, WeightsError, CheckpointError) as e:  # bad input: its message names the problem and the fix
+    except (DataError, WeightsError, CheckpointError, PoolSetupError) as e:  # bad input: its message names the problem and the fix
         sys.exit(f"error: {e}")
     import jax
 

@@ -17,9 +17,14 @@ from rr1_jax.rollout.pool import PoolConfig
 from rr1_jax.rollout.simulated_pool import SimulatedPoolConfig, SimulatedPoolServer, simulated_candidate_pool
 
 
+class PoolSetupError(ValueError):
+    """The pool a config names cannot be used as set up (e.g. an API key is not exported); says how to fix it."""
+
+
 def open_pool(pool_cfg, task: Optional[SyntheticTask],
               stack: contextlib.ExitStack) -> tuple[CandidatePool, PoolConfig]:
-    """(candidate pool, client settings); a simulated server is entered into `stack`."""
+    """(candidate pool, client settings); a simulated server is entered into `stack`. A remote pool's API keys
+    are checked here, before any weights are loaded, rather than at the first rollout."""
     cache = pool_cfg.cache_path or None
     if pool_cfg.kind == "simulated":
         if task is None:
@@ -38,4 +43,9 @@ def open_pool(pool_cfg, task: Optional[SyntheticTask],
     else:
         raise ValueError(f"pool.kind={pool_cfg.kind!r}: use 'simulated', 'router_r1' or the path of a JSON file "
                          f"with a list of candidate dicts")
+    missing = sorted({c.api_key_env for c in pool if not os.environ.get(c.api_key_env)})
+    if missing:
+        raise PoolSetupError(f"pool.kind={pool_cfg.kind!r}: the API key variable(s) {', '.join(missing)} are not set; "
+                             f"export them (every rollout calls these candidates), or point --config.pool.kind at a "
+                             f"JSON file of candidates whose api_key_env variables are set")
     return pool, PoolConfig(cache_path=cache, max_concurrency=pool_cfg.max_concurrency)
