@@ -40,8 +40,8 @@ def main(argv):
 
     try:
         summary = train(config, _WORKDIR.value)
-    except (DataError, WeightsError, CheckpointError, PoolSetupError) as e:  # bad input: its message names the problem and the fix
-        sys.exit(f"error: {e}")
+    except (DataError, WeightsError, CheckpointError, PoolSetupError) as e:
+        sys.exit(f"error: {e}")  # bad input: the message names the problem and the fix
     import jax
 
     if summary["preempted"]:  # SIGTERM: checkpoint saved; the conventional exit status tells the scheduler
