@@ -20,9 +20,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.tokenizer = ""  # default: the policy's own (tiny: the bundled SmolLM2 tokenizer)
     c.dtype = "float32"
 
-    # Questions: "synthetic" or a .jsonl/.parquet file (data_source needed for .jsonl).
+    # Questions: "synthetic" or a .jsonl/.parquet file. A .jsonl file is scored as data_source, or as its FlashRAG
+    # folder (<benchmark>/test.jsonl) says; test_subset "upstream" keeps qa_test_gen.py's rows of it (min(len, 500)
+    # sampled with seed 42), "file" its rows in order; then the first num_questions.
     c.dataset = "synthetic"
     c.data_source = ""
+    c.test_subset = "upstream"
     c.train_dataset = ""  # KNN training questions for file datasets (synthetic: its train split)
     c.num_questions = 32  # 0 = all
     c.num_train = 64  # KNN training questions (0 = all)

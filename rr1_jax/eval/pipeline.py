@@ -15,6 +15,8 @@ import os
 from typing import Optional, Sequence
 
 from rr1_jax.data.qa import DataError, QARecord, load_qa_file
+from rr1_jax.data.sampling import upstream_test_set
+from rr1_jax.data.sources import parse_source_spec
 from rr1_jax.data.synthetic import SyntheticConfig, SyntheticTask, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.data.synthetic_routing import routing_reference
@@ -33,6 +35,7 @@ from rr1_jax.rollout.prompts import (compact_routing_template, render_prompt, te
 BASELINES = ("direct", "cot", "prompt_llm", "single", "oracle", "knn")
 DECODING_NAMES = {"greedy": GREEDY, "sampled": SAMPLED}
 PROMPTS = ("upstream", "compact")
+TEST_SUBSETS = ("upstream", "file")
 
 
 def _split_list(value: str) -> list[str]:
@@ -53,10 +56,23 @@ def load_questions(config) -> tuple[list[QARecord], list[QARecord], Optional[Syn
         return _limit(task.test, config.num_questions), _limit(task.train, config.num_train), task
     if not os.path.isfile(config.dataset):
         raise DataError(f"--dataset={config.dataset!r}: no such file; pass 'synthetic' or a .jsonl/.parquet file")
-    source = config.data_source or None
-    test = _limit(load_qa_file(config.dataset, source), config.num_questions)
-    train = _limit(load_qa_file(config.train_dataset, source), config.num_train) if config.train_dataset else []
+    if config.test_subset not in TEST_SUBSETS:
+        raise ValueError(f"test_subset={config.test_subset!r}: choose one of {TEST_SUBSETS}")
+    test = _limit(_file_records(config.dataset, config.data_source, config.test_subset), config.num_questions)
+    train = (_limit(_file_records(config.train_dataset, config.data_source, "file"), config.num_train)
+             if config.train_dataset else [])
     return test, train, None
+
+
+def _file_records(path: str, data_source: str, subset: str) -> list[QARecord]:
+    """A benchmark file's questions. JSONL: scored as `data_source`, or as FlashRAG's `<benchmark>/` folder names
+    it; `subset="upstream"` keeps qa_test_gen.py's rows (min(len, 500), sampled with seed 42). Parquet (upstream's
+    prepared, already sampled files): as stored, its data_source replaced when one is given."""
+    if path.endswith(".parquet"):
+        return load_qa_file(path, data_source or None)
+    name = data_source or parse_source_spec(path, "--dataset")[0][0]
+    records = load_qa_file(path, name)
+    return upstream_test_set({name: records}) if subset == "upstream" else records
 
 
 def _routing_template(config, pool: CandidatePool, policy: LoadedPolicy) -> str:

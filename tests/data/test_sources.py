@@ -84,3 +84,24 @@ def test_a_3b_config_loads_flashrag_files(tmp_path, monkeypatch):
     data = load_run_data(c)
     assert len(data.train) == 50 and data.task is None
     assert [r.data_source for r in data.val] == ["nq"] * 8 + ["hotpotqa"] * 2
+
+
+def test_eval_reads_a_flashrag_benchmark_by_its_folder_and_keeps_upstreams_test_subset(tmp_path):
+    from configs import eval_synthetic
+    from rr1_jax.eval.pipeline import load_questions
+    c = eval_synthetic.get_config()
+    c.dataset, c.num_questions = str(_flashrag(tmp_path, "bamboogle", "test", 600)), 0
+    test, _, task = load_questions(c)
+    want = random.Random(42).sample(range(600), 500)  # qa_test_gen.py: min(len, 500) rows, seed 42
+    assert task is None and [r.id for r in test] == [f"bamboogle_{i}" for i in want]
+    assert {r.data_source for r in test} == {"bamboogle"}
+    c.test_subset, c.num_questions, c.data_source = "file", 3, "nq"  # a given data_source wins over the folder
+    test, _, _ = load_questions(c)
+    assert [(r.id, r.data_source) for r in test] == [(f"bamboogle_{i}", "nq") for i in range(3)]
+    c.test_subset = "first"
+    with pytest.raises(ValueError, match="test_subset='first'"):
+        load_questions(c)
+    c.test_subset, c.data_source, c.dataset = "upstream", "", str(tmp_path / "questions.jsonl")
+    (tmp_path / "questions.jsonl").write_text(json.dumps({"question": "who", "answer": ["me"]}) + "\n")
+    with pytest.raises(DataError, match="--dataset: .*cannot tell which benchmark"):
+        load_questions(c)
