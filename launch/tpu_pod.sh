@@ -10,6 +10,9 @@ Commands
   create   create the TPU VM slice ($TPU_NAME, $ACCELERATOR, $ZONE)
   setup    copy this checkout (tracked files) to every worker, make a venv there and install the pinned
            requirements + jax[tpu] (same version as requirements.txt) from the libtpu index
+  stage    copy a local directory (model weights, QA data) to every worker, into $REMOTE_DIR/<its name>:
+           `stage ./data` serves the 3B configs' relative data/<benchmark>/<split>.jsonl, `stage
+           /models/Qwen2.5-3B-Instruct` then `train --config.model.path=Qwen2.5-3B-Instruct`
   train    start launch/train.py --config=$CONFIG with the recommended mesh on all workers (in the
            background); API keys named in $API_KEY_VARS travel in a private file, never on a command line
   logs     show the last $LOG_LINES lines of every worker's log; `logs fetch` copies them to logs/$TPU_NAME/
@@ -35,7 +38,9 @@ Router-R1 batch 64 / mini-batch 32; see docs/scaling.md for the numbers and the 
 
 Example
   export TPU_NAME=rr1 ZONE=us-central2-b ACCELERATOR=v4-32 CONFIG=configs/qwen3b.py NVIDIA_API_KEY=...
-  launch/tpu_pod.sh create && launch/tpu_pod.sh setup && launch/tpu_pod.sh train --config.seed=1
+  launch/tpu_pod.sh create && launch/tpu_pod.sh setup && launch/tpu_pod.sh stage ./data
+  launch/tpu_pod.sh stage /models/Qwen2.5-3B-Instruct
+  launch/tpu_pod.sh train --config.model.path=Qwen2.5-3B-Instruct --config.seed=1
   launch/tpu_pod.sh logs; launch/tpu_pod.sh logs fetch; launch/tpu_pod.sh delete
 EOF
 }
@@ -132,6 +137,13 @@ cd $REMOTE_DIR && python3 -m venv .venv && .venv/bin/pip install -q --upgrade pi
 .venv/bin/pip install -q -r requirements.txt && \
 .venv/bin/pip install -q 'jax[tpu]==$version' -f $LIBTPU_INDEX && .venv/bin/pip install -q --no-deps -e . && \
 .venv/bin/python -c 'import jax; print(jax.process_index(), jax.device_count(), jax.devices()[0].device_kind)'"
+    ;;
+  stage)
+    [[ $# -eq 1 && -d "$1" ]] || { echo "usage: launch/tpu_pod.sh stage LOCAL_DIRECTORY (got: $*)" >&2; exit 2; }
+    name="$(basename "$(cd "$1" && pwd)")"
+    on_all_workers "mkdir -p $REMOTE_DIR"
+    tpu scp --recurse "$1" "$TPU_NAME:$REMOTE_DIR/" --worker=all  # into the directory: a second stage overwrites
+    echo "staged $1 as $REMOTE_DIR/$name on every worker (train runs in $REMOTE_DIR: refer to it as $name)"
     ;;
   train)
     secrets="$work/secrets.env"

@@ -25,7 +25,7 @@ def test_syntax_and_help():
     assert subprocess.run(["bash", "-n", SCRIPT], cwd=ROOT).returncode == 0
     out = _run("--help")
     assert out.returncode == 0
-    for command in ("create", "setup", "train", "logs", "delete"):
+    for command in ("create", "setup", "stage", "train", "logs", "delete"):
         assert re.search(rf"^  {command} ", out.stdout, re.MULTILINE)
     assert "v5p-8" in out.stdout and "v4-32" in out.stdout
     bad = _run("bogus")
@@ -43,6 +43,18 @@ def test_dry_run_train_forwards_keys_without_printing_them():
     command = out.stdout.replace("\\", "")
     assert "launch/train.py --config=configs/qwen3b.py --config.mesh.data=1 --config.mesh.fsdp=16" in command
     assert "--config.seed=3" in command and "--zone=us-central2-b" in command
+
+
+def test_dry_run_stage_copies_a_directory_to_every_worker(tmp_path):
+    weights = tmp_path / "Qwen2.5-3B-Instruct"
+    weights.mkdir()
+    out = _run("stage", str(weights), DRY_RUN="1", TPU_NAME="pod1", REMOTE_DIR="rr1")
+    assert out.returncode == 0, out.stderr
+    command = out.stdout.replace("\\", "")
+    assert f"tpu-vm scp --recurse {weights} pod1:rr1/ --worker=all" in command
+    assert "mkdir -p rr1" in command and "as rr1/Qwen2.5-3B-Instruct on every worker" in command
+    missing = _run("stage", str(tmp_path / "nothing"), DRY_RUN="1")
+    assert missing.returncode == 2 and "usage: launch/tpu_pod.sh stage LOCAL_DIRECTORY" in missing.stderr
 
 
 def test_dry_run_setup_installs_the_pinned_jax_for_tpu():
