@@ -6,6 +6,7 @@ name written by the policy (``<search> Name: query </search>``) to one of them.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -129,6 +130,10 @@ class CandidatePool:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self._candidates)
+
+    def missing_key_vars(self) -> list[str]:
+        """The API-key environment variables the candidates name that are not set (sorted, each once)."""
+        return sorted({c.api_key_env for c in self._candidates if not os.environ.get(c.api_key_env)})
 
     def __iter__(self) -> Iterator[Candidate]:
         return iter(self._candidates)

@@ -173,7 +173,7 @@ class PoolClient:
 
     async def __aenter__(self) -> "PoolClient":
         if self.config.require_keys:
-            missing = sorted({c.api_key_env for c in self.pool if not os.environ.get(c.api_key_env)})
+            missing = self.pool.missing_key_vars()
             if missing:
                 raise ValueError(f"API key environment variable(s) {missing} are not set; export them, or set "
                                  f"PoolConfig.require_keys=False for endpoints that need no key")

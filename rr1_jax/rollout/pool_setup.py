@@ -43,7 +43,7 @@ def open_pool(pool_cfg, task: Optional[SyntheticTask],
     else:
         raise ValueError(f"pool.kind={pool_cfg.kind!r}: use 'simulated', 'router_r1' or the path of a JSON file "
                          f"with a list of candidate dicts")
-    missing = sorted({c.api_key_env for c in pool if not os.environ.get(c.api_key_env)})
+    missing = pool.missing_key_vars()
     if missing:
         raise PoolSetupError(f"pool.kind={pool_cfg.kind!r}: the API key variable(s) {', '.join(missing)} are not set; "
                              f"export them (every rollout calls these candidates), or point --config.pool.kind at a "
