@@ -59,7 +59,12 @@ def load_source_spec(spec: str, per_source: int = 0, *, validation: bool = False
                      key: str = "data.source") -> list[QARecord]:
     """The records of `spec`: upstream's training (or, with `validation`, validation) sample of `per_source` rows
     per JSONL source, every row if `per_source` is 0; parquet files whole, in the listed order."""
-    sources = check_source_files(spec, key)
+    return load_sources(check_source_files(spec, key), per_source, validation=validation, strict=strict, key=key)
+
+
+def load_sources(sources: list[tuple[Optional[str], str]], per_source: int = 0, *, validation: bool = False,
+                 strict: bool = True, key: str = "data.source") -> list[QARecord]:
+    """`load_source_spec` of sources `check_source_files` has already checked."""
     if sources and sources[0][0] is None:
         return [r for _, path in sources for r in load_parquet(path, strict=strict)]
     by_name: dict[str, list[QARecord]] = {}

@@ -27,7 +27,7 @@ from rr1_jax.data.batching import QABatchIterator
 from rr1_jax.data.demonstrations import make_demonstrations
 from rr1_jax.data.qa import QARecord
 from rr1_jax.data.renaming import rename_some
-from rr1_jax.data.sources import check_source_files, load_source_spec
+from rr1_jax.data.sources import check_source_files, load_sources
 from rr1_jax.data.synthetic import SyntheticConfig, SyntheticTask, make_synthetic_task
 from rr1_jax.data.synthetic_candidates import default_candidates
 from rr1_jax.data.synthetic_tokenizer import (answer_phrases, task_corpus, train_task_tokenizer,
@@ -74,10 +74,10 @@ def load_run_data(config) -> RunData:
             seed=s.seed, num_train=s.num_train, num_test=s.num_test, countries_per_split=s.countries_per_split,
             companies_per_split=s.companies_per_split, albums_per_split=s.albums_per_split))
         return RunData(task.train, task.test[:d.val_size], task)
-    for spec, key in ((d.source, "data.source"), (d.val_source, "data.val_source")):
-        check_source_files(spec, key)  # both specs, before either is read (a training set takes a while)
-    train = load_source_spec(d.source, d.train_per_source, key="data.source")
-    val = load_source_spec(d.val_source, d.val_per_source, validation=True, key="data.val_source")
+    train_files = check_source_files(d.source, "data.source")  # both specs checked before either is read
+    val_files = check_source_files(d.val_source, "data.val_source")
+    train = load_sources(train_files, d.train_per_source, key="data.source")
+    val = load_sources(val_files, d.val_per_source, validation=True, key="data.val_source")
     return RunData(train, val[:d.val_size], None)
 
 
