@@ -16,7 +16,7 @@ import re
 from typing import Sequence
 
 from rr1_jax.data.demonstrations import Demonstration
-from rr1_jax.data.synthetic import KnowledgeTable
+from rr1_jax.data.synthetic import RELEASE_YEARS, KnowledgeTable
 
 
 def invented_words(table: KnowledgeTable) -> list[str]:
@@ -34,11 +34,15 @@ def invented_names(table: KnowledgeTable) -> list[str]:
     return sorted(set(table.founder_of.values()))
 
 
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+
+
 def rename_demonstration(demo: Demonstration, words: Sequence[str], rng: random.Random,
                          names: Sequence[str] = ()) -> Demonstration:
-    """`demo` with each invented word (of `words`) mapped to a distinct random word of `words`, and each
-    multi-word name (of `names`) to a distinct random name of `names`, everywhere: question, golden answers,
-    policy text and observations. Routes, correctness and cost are unchanged."""
+    """`demo` with each invented word (of `words`) mapped to a distinct random word of `words`, each multi-word
+    name (of `names`) to a distinct random name of `names`, and each year to a distinct random year, everywhere:
+    question, golden answers, policy text and observations. Routes, correctness and cost are unchanged. Years
+    are renamed too: a policy that can recall a training album's year need not learn to copy it."""
     name_set = set(names)
     known = set(words) | name_set
     whole = "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
@@ -50,9 +54,12 @@ def rename_demonstration(demo: Demonstration, words: Sequence[str], rng: random.
     present_words = sorted(present - name_set)
     mapping = {**dict(zip(present_words, rng.sample(list(words), len(present_words)))),
                **dict(zip(present_names, rng.sample(list(names), len(present_names))))}
+    present_years = sorted({y for text in texts for y in _YEAR.findall(text)})
+    year_mapping = dict(zip(present_years, map(str, rng.sample(RELEASE_YEARS, len(present_years)))))
 
     def rename(text: str) -> str:
-        return pattern.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
+        text = pattern.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
+        return _YEAR.sub(lambda m: year_mapping[m.group(0)], text)
 
     record = demo.record.replace(question=rename(demo.record.question),
                                  golden_answers=[rename(a) for a in demo.record.golden_answers])

@@ -29,6 +29,7 @@ _VOWELS = ("a", "e", "i", "o", "u", "ae", "io", "ou")
 _CODAS = ("", "n", "r", "l", "s", "th", "x", "m")
 _COUNTRY_SUFFIXES = ("ia", "land", "stan", "ora", "ovia", "esh")
 _COMPANY_SUFFIXES = ("Labs", "Systems", "Works", "Dynamics", "Foods", "Motors", "Textiles", "Holdings")
+RELEASE_YEARS = range(1955, 2024)  # albums' release years
 _ALBUM_NOUNS = ("Echoes", "Tides", "Lanterns", "Mirrors", "Horizons", "Embers", "Voyages", "Signals")
 # Words the query parser treats as relation cues; invented names must never contain them as whole words.
 _RESERVED = {"capital", "country", "nation", "where", "who", "founded", "founder", "year", "album", "released",
@@ -158,7 +159,7 @@ def _make_entities(names: _NameMaker, rng: random.Random, config: SyntheticConfi
     founder_of = {company: f"{names.word()} {names.word(3)}" for company in companies}
     country_of = {company: rng.choice(countries) for company in companies}
     albums = [f"{names.word()} {rng.choice(_ALBUM_NOUNS)}" for _ in range(config.albums_per_split)]
-    year_of = {album: rng.randint(1955, 2023) for album in albums}
+    year_of = {album: rng.randint(RELEASE_YEARS.start, RELEASE_YEARS.stop - 1) for album in albums}
     return {"capital_of": capital_of, "founder_of": founder_of, "country_of": country_of, "year_of": year_of}
 
 

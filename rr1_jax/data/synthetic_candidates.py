@@ -27,8 +27,11 @@ class CandidateProfile:
     """A simulated candidate: ``accuracy[kind]`` is the chance it answers a fact of that kind correctly.
 
     Price is $ per 1M output tokens; episode cost follows upstream: completion_tokens x price (no 1e-6).
-    ``verbosity``: 0 replies with just the answer; otherwise whole explanation sentences (a restatement, then
-    filler) follow it until at least ``verbosity`` words (longer replies cost more).
+    ``verbosity``: 0 replies "Answer: <answer>."; otherwise whole explanation sentences (a restatement, then
+    filler) follow it until at least ``verbosity`` words (longer replies cost more). The "Answer:" lead puts the
+    answer after a space, as in the policy's ``<answer> X </answer>``: under a word tokenizer the copied token is
+    then the very token to write (a reply opening with the bare word gave a different token, and a tiny policy
+    learned identity copies only).
     """
 
     name: str
@@ -133,12 +136,12 @@ def reply_for_fact(profile: CandidateProfile, fact: Fact | None, table: Knowledg
     else:
         answer = fact.answer if answers_correctly(profile, fact, seed) else _wrong_answer(fact, table,
                                                                                           profile.model_id, seed)
-        text = f"{answer}."
+        text = f"Answer: {answer}."
         if profile.verbosity:
             sentences = [_statement(fact, answer)]
             while sum(len(x.split()) for x in sentences) < profile.verbosity:  # whole sentences, >= verbosity words
                 sentences.append(_FILLER[(len(sentences) - 1) % len(_FILLER)])
-            text = f"{answer}. " + " ".join(sentences)
+            text = f"Answer: {answer}. " + " ".join(sentences)
     tokens = count_completion_tokens(text)
     return SimulatedReply(text=text, answer=answer, fact=fact, completion_tokens=tokens,
                           cost=tokens * profile.price_per_1m)

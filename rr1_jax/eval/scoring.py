@@ -30,6 +30,7 @@ CALLS_PREFIX = "calls/"
 # Metrics averaged over questions; `n` (question count) is added per group.
 METRICS = ("em", "f1", "format", "reward", "calls", "route_cnt", "cost", "dollars")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
+_ANSWER_LABEL = re.compile(r"^answer\s*:\s*", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +72,13 @@ def reply_answer(reply: Optional[str]) -> Optional[str]:
     """The answer inside a candidate's reply when the reply itself is the answer: its first sentence.
 
     The helper prompt asks candidates to answer and then explain briefly, so the first sentence (up to the
-    first sentence-ending mark followed by whitespace, or a newline) is the answer; the synthetic task's
-    simulated replies are exactly `"<answer>. <explanation>"`. None for a failed call.
+    first sentence-ending mark followed by whitespace, or a newline) is the answer, less a leading "Answer:"
+    label; the synthetic task's simulated replies are exactly `"Answer: <answer>. <explanation>"`. None for a
+    failed call.
     """
     if reply is None:
         return None
-    reply = reply.strip()
+    reply = _ANSWER_LABEL.sub("", reply.strip(), count=1)
     return _SENTENCE_END.split(reply, maxsplit=1)[0].strip() if reply else reply
 
 

@@ -44,8 +44,27 @@ def test_renaming_is_consistent_across_question_queries_replies_and_answer():
             assert renamed.final_answer in renamed.record.golden_answers
         assert (renamed.routes, renamed.cost, renamed.correct) == (demo.routes, demo.cost, demo.correct)
         assert renamed.record.id == demo.record.id
-        # Everything but the invented words is untouched.
-        assert re.sub(r"\b[A-Z][a-z]+\b", "N", renamed.text) == re.sub(r"\b[A-Z][a-z]+\b", "N", demo.text)
+        # Everything but the invented words and the years is untouched.
+        assert _mask(renamed.text) == _mask(demo.text)
+
+
+def _mask(text):
+    return re.sub(r"\b(?:19|20)\d\d\b", "Y", re.sub(r"\b[A-Z][a-z]+\b", "N", text))
+
+
+def test_years_are_renamed_consistently_and_stay_distinct():
+    """A tiny policy recalls a training album's year instead of copying it unless the years change too."""
+    demos = [d for d in DEMOS if d.record.metadata["domain"] == "album_year"]
+    assert len(demos) >= 3
+    for seed, demo in enumerate(demos):
+        renamed = rename_demonstration(demo, WORDS, random.Random(seed), NAMES)
+        before, after = (re.findall(r"\b(?:19|20)\d\d\b", d.text) for d in (demo, renamed))
+        assert len(before) == len(after) and before != after
+        assert dict(zip(before, after)) == dict(zip(before, after))  # one year, one substitute
+        assert len(set(before)) == len(set(after))  # a wrong reply's year stays wrong
+        assert all(1955 <= int(y) <= 2023 for y in after)
+        if demo.correct:
+            assert renamed.final_answer in renamed.record.golden_answers
 
 
 def test_distinct_names_stay_distinct():

@@ -64,7 +64,7 @@ def test_simulated_answers_are_deterministic_and_seeded():
     reply = simulated_reply(profile, record.question, TASK.table)
     fact = TASK.table.fact(record.metadata["domain"], record.metadata["entity"])
     assert reply == reply_for_fact(profile, fact, TASK.table)  # callable from a fact key as well as from text
-    assert reply.text.startswith(reply.answer + ".")
+    assert reply.text.startswith(f"Answer: {reply.answer}.")
     assert reply.completion_tokens == count_completion_tokens(reply.text)
     assert reply.cost == pytest.approx(reply.completion_tokens * profile.price_per_1m)
 

@@ -70,6 +70,8 @@ def test_policy_episodes_aggregate_per_data_source():
 def test_candidate_replies_take_the_first_sentence_and_have_no_format():
     assert reply_answer("Paris. The capital of France is Paris.") == "Paris."
     assert reply_answer("1987\nIt was released then.") == "1987"
+    assert reply_answer("Answer: Paris. The capital of France is Paris.") == "Paris."  # a leading label goes
+    assert reply_answer("answer:1987") == "1987" and reply_answer("Answers vary.") == "Answers vary."
     assert reply_answer(None) is None and reply_answer("  ") == ""
     good = score_candidate_reply(record(1, "nq", "Paris"), QWEN, "Paris. It is the capital.", 3.0, 3e-6)
     failed = score_candidate_reply(record(2, "nq", "Paris"), None, None, 0.0, 0.0)
