@@ -4,6 +4,7 @@ import importlib
 
 import openai
 
+from rr1_jax.eval.scoring import reply_answer
 from rr1_jax.serve.from_config import build_service, describe
 from tests.serve.conftest import running_service
 
@@ -21,4 +22,4 @@ def test_tiny_config_with_the_toy_policy_routes_through_the_config_pool():
                                                       messages=[{"role": "user", "content": "Which capital?"}])
     trace = response.router_trace
     assert trace["num_calls"] == 1 and trace["calls"][0]["error"] is None and trace["finished"] == "answer"
-    assert trace["calls"][0]["response"].startswith(response.choices[0].message.content)
+    assert reply_answer(trace["calls"][0]["response"]) == response.choices[0].message.content + "."
