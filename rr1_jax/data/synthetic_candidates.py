@@ -141,7 +141,7 @@ def reply_for_fact(profile: CandidateProfile, fact: Fact | None, table: Knowledg
             sentences = [_statement(fact, answer)]
             while sum(len(x.split()) for x in sentences) < profile.verbosity:  # whole sentences, >= verbosity words
                 sentences.append(_FILLER[(len(sentences) - 1) % len(_FILLER)])
-            text = f"Answer: {answer}. " + " ".join(sentences)
+            text = " ".join([text, *sentences])
     tokens = count_completion_tokens(text)
     return SimulatedReply(text=text, answer=answer, fact=fact, completion_tokens=tokens,
                           cost=tokens * profile.price_per_1m)
