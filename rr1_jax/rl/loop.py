@@ -147,10 +147,18 @@ def warm_start_rows(tokenizer, data: RunData, template: str, config):
     return copy_rows, demo_rows, mix_rows
 
 
-def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
-    """Supervised warm start on synthetic-task demonstrations, after an optional copy warm-up.
+@dataclasses.dataclass
+class WarmStart:
+    """The SFT warm start's result: the tuned module, per-step losses and wall seconds of both phases."""
+    model: nnx.Module
+    copy_losses: list[float]
+    sft_losses: list[float]
+    copy_s: float
+    sft_s: float
 
-    Returns (tuned module, copy warm-up loss per step, demonstration loss per step)."""
+
+def sft_warm_start(model, tokenizer, data: RunData, template: str, config) -> WarmStart:
+    """Supervised warm start on synthetic-task demonstrations, after an optional copy warm-up."""
     s = config.sft
     if data.task is None:
         raise ValueError("sft.steps > 0 needs the synthetic task (data.source='synthetic') for demonstrations")
@@ -160,14 +168,15 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config):
                         logprob_chunk=s.logprob_chunk, seed=s.seed, frozen=tuple(config.model.frozen),
                         pack=s.pack)
     copy_rows, demo_rows, mix_rows = warm_start_rows(tokenizer, data, template, config)
-    copy_losses = []
+    copy_losses, t0 = [], time.perf_counter()
     if copy_rows is not None:  # first learn to repeat sequences (copy_warmup.py), then the demonstrations
         copy_cfg = dataclasses.replace(sft_cfg, lr=s.copy_lr, steps=s.copy_steps, batch_size=s.copy_batch_size,
                                        group_size=1)
         params, copy_losses = sft_train(model, copy_rows, copy_cfg)
         model = nnx.merge(nnx.graphdef(model), params)
+    t1 = time.perf_counter()
     params, losses = sft_train(model, demo_rows, sft_cfg, auxiliary=mix_rows, auxiliary_batch_size=s.copy_mix)
-    return nnx.merge(nnx.graphdef(model), params), copy_losses, losses
+    return WarmStart(nnx.merge(nnx.graphdef(model), params), copy_losses, losses, t1 - t0, time.perf_counter() - t1)
 
 
 def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNormalizer, reward_cfg, num_rows: int):
@@ -228,15 +237,15 @@ class Run:
             raise ValueError(f"a prompt has {longest} tokens, more than rollout.max_prompt_tokens="
                              f"{c.rollout.max_prompt_tokens}; raise it")
         self.prompt_width = round_up(longest, 64)
-        self.copy_losses: list[float] = []
-        self.sft_losses: list[float] = []
+        self.warm_start: Optional[WarmStart] = None
+        self.validation_s = 0.0  # wall seconds spent in greedy validation
         self.checkpointer = TrainCheckpointer(os.path.join(workdir, "ckpt"), keep=c.checkpoint.keep,
                                               save_every=c.checkpoint.save_every, async_save=c.checkpoint.async_save)
         # A resumed run restores the warm-started actor and its reference from the checkpoint: no second SFT.
         resuming = self.checkpointer.latest_step() is not None
         if c.sft.steps > 0 and not resuming:
-            self.model, self.copy_losses, self.sft_losses = sft_warm_start(self.model, self.tokenizer, self.data,
-                                                                           self.template, c)
+            self.warm_start = sft_warm_start(self.model, self.tokenizer, self.data, self.template, c)
+            self.model = self.warm_start.model
         self.ppo = ppo_config_from(c.ppo, rollout_temperature=c.rollout.temperature)
         critic = critic_from_policy(self.model, seed=c.seed) if self.ppo.uses_critic else None
         actor_optim = dataclasses.replace(optim_config_from(c.optim.actor, "optim.actor"), frozen=tuple(c.model.frozen))
@@ -262,12 +271,15 @@ class Run:
 
     async def validate(self, client: PoolClient, params, seed: int) -> Optional[MethodResult]:
         """Greedy validation; multi-host: every process makes the local weight copy, process 0 validates."""
+        t0 = time.perf_counter()
         params = self.hosts.local_params(params)
         if not self.hosts.is_primary:
             return None
         self.evaluator.policy.params = params
-        return await self.evaluator.run(client, self.data.val, self.template, GREEDY, [seed], "policy",
-                                        alpha=self.config.reward.alpha)
+        result = await self.evaluator.run(client, self.data.val, self.template, GREEDY, [seed], "policy",
+                                          alpha=self.config.reward.alpha)
+        self.validation_s += time.perf_counter() - t0
+        return result
 
 
 async def _train(run: Run) -> dict:
@@ -289,7 +301,12 @@ async def _train(run: Run) -> dict:
                            wandb=c.metrics.wandb, wandb_project=c.metrics.wandb_project,
                            progress=c.metrics.progress, config=c.to_dict())
     guard = PreemptionGuard().install()
-    summary = {"copy_losses": run.copy_losses, "sft_losses": run.sft_losses, "start_step": start}
+    warm = run.warm_start
+    summary = {"copy_losses": warm.copy_losses if warm else [], "sft_losses": warm.sft_losses if warm else [],
+               "start_step": start}
+    # wall seconds by phase (the summary prints them; a resumed run did no warm start)
+    seconds = summary["seconds"] = {"copy warm-up": warm.copy_s if warm else 0.0, "SFT": warm.sft_s if warm else 0.0,
+                                    "PPO iterations": 0.0}
     async with PoolClient(run.pool, run.pool_config) as client:
         if start == 0 and c.train.val_every:
             summary["before"] = await run.validate(client, run.initial_params, c.seed)
@@ -316,8 +333,10 @@ async def _train(run: Run) -> dict:
                     group_ids[:len(records)] = hosts.group_ids(len(prompts_used))
                 state, ppo_metrics = trainer.ppo_iteration(state, traj, scores, group_ids)
             metrics.update(ppo_metrics)
+            t_iteration = time.perf_counter() - t0
+            seconds["PPO iterations"] += t_iteration
             metrics.update({"perf/tokens": hosts.sum(np.asarray(traj.attention_mask).sum()),
-                            "perf/rollout_s": t_rollout, "perf/iteration_s": time.perf_counter() - t0,
+                            "perf/rollout_s": t_rollout, "perf/iteration_s": t_iteration,
                             "perf/call_latency_hidden": result.timing.hidden_fraction,
                             "perf/compiles": compiles.count})
             if c.train.val_every and (step + 1) % c.train.val_every == 0:
@@ -331,6 +350,7 @@ async def _train(run: Run) -> dict:
                 break
         if c.train.val_every and not stop:
             summary["after"] = await run.validate(client, trainer.actor_state(state), c.seed)
+    seconds["validation"] = run.validation_s
     summary["preempted"] = stop  # saved and stopped early: no final validation or export (a rerun resumes)
     ckpt.wait()
     if done > start and ckpt.latest_step() != done:

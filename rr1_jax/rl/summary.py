@@ -39,5 +39,7 @@ def print_summary(summary: dict, config) -> None:
     if "before" in summary and "after" in summary:
         print(f"\nRouter-R1 PPO, alpha={config.reward.alpha}: {config.train.total_steps} iterations\n")
         print(summary_table(summary["before"], summary["after"]))
+    if summary.get("seconds"):
+        print("\nwall seconds: " + ", ".join(f"{name} {s:.0f}" for name, s in summary["seconds"].items() if s))
     if summary.get("export"):
         print(f"\nactor exported to {summary['export']} (HF format)")

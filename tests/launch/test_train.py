@@ -41,9 +41,13 @@ def test_resume_restores_the_warm_start_instead_of_training_it_again(tmp_path):
     config.train.total_steps = 1
     first = train(config, str(tmp_path / "resumed"))
     assert len(first["sft_losses"]) == 3 and len(first["copy_losses"]) == 2
+    assert set(first["seconds"]) == {"copy warm-up", "SFT", "PPO iterations", "validation"}
+    assert first["seconds"]["validation"] == 0.0  # tiny.py validates never (val_every=0)
+    assert all(first["seconds"][phase] > 0 for phase in ("copy warm-up", "SFT", "PPO iterations"))
     config.train.total_steps = 2
     resumed = train(config, str(tmp_path / "resumed"))
     assert resumed["start_step"] == 1 and resumed["sft_losses"] == [] and resumed["copy_losses"] == []
+    assert resumed["seconds"]["copy warm-up"] == resumed["seconds"]["SFT"] == 0.0  # no second warm start
     for a, b in zip(jax.tree.leaves(straight["state"]), jax.tree.leaves(resumed["state"])):
         assert (jax.device_get(a) == jax.device_get(b)).all()
 
