@@ -10,6 +10,7 @@ from configs import tiny
 from rr1_jax.rl.loop import train
 
 
+@pytest.mark.slow
 def test_two_iterations_then_resume(tmp_path):
     config = tiny.get_config()
     summary = train(config, str(tmp_path))
@@ -31,6 +32,7 @@ def test_two_iterations_then_resume(tmp_path):
     assert [json.loads(x)["step"] for x in open(tmp_path / "metrics.jsonl")] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_resume_restores_the_warm_start_instead_of_training_it_again(tmp_path):
     """The checkpoint holds the warm-started actor and its reference: a resumed run skips the SFT (minutes on
     the demo) and continues exactly as a straight run."""
