@@ -11,7 +11,6 @@ faults per step, user and system CPU seconds, and the speed-up. The computation 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -29,22 +28,11 @@ SETTINGS = {"glibc default": None, "glibc.malloc.hugetlb=1": "glibc.malloc.huget
 
 def _phases(steps: int) -> dict:
     """Child process: both warm-start phases; {phase: (seconds, minor faults, user s, system s, last loss)}."""
-    from configs import demo
-    from rr1_jax.parallel.mesh import mesh_from_config
-    from rr1_jax.rl.loop import build_policy, build_tokenizer, load_run_data, routing_template, warm_start_rows
+    from benchmarks.sft_packing import demo_warm_start_inputs
     from rr1_jax.rl.sft import SFTConfig, sft_train
-    from rr1_jax.rollout.pool_setup import open_pool
 
-    c = demo.get_config()
+    c, model, copy_rows, demo_rows, mix = demo_warm_start_inputs(steps)
     s = c.sft
-    data = load_run_data(c)
-    with contextlib.ExitStack() as stack:
-        pool, _ = open_pool(c.pool, data.task, stack)
-        template = routing_template(c, pool)
-        tokenizer = build_tokenizer(c, data, template, pool.names)
-    model = build_policy(c, mesh_from_config(c.mesh), tokenizer)
-    s.copy_steps = s.steps = steps
-    copy_rows, demo_rows, mix = warm_start_rows(tokenizer, data, template, c)
     base = SFTConfig(lr=s.lr, steps=steps, batch_size=s.batch_size, warmup_steps=s.warmup_steps, seed=s.seed)
     runs = {"copy warm-up": lambda: sft_train(model, copy_rows, dataclasses.replace(
                 base, lr=s.copy_lr, batch_size=s.copy_batch_size, warmup_steps=0)),

@@ -39,21 +39,26 @@ def _fill(traj, steps) -> tuple[float, float]:
     return real / padded, real / packed
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=100, help="steps of each phase")
-    args = parser.parse_args()
+def demo_warm_start_inputs(steps: int):
+    """`make demo`'s config (its SFT step counts set to `steps`), initial policy, and warm-start rows: (config,
+    model, copy warm-up rows, demonstration rows, copy rows mixed into the demonstration steps)."""
     c = demo.get_config()
-    s = c.sft
     data = load_run_data(c)
     with contextlib.ExitStack() as stack:
         pool, _ = open_pool(c.pool, data.task, stack)
         template = routing_template(c, pool)
         tokenizer = build_tokenizer(c, data, template, pool.names)
     model = build_policy(c, mesh_from_config(c.mesh), tokenizer)
+    c.sft.copy_steps = c.sft.steps = steps
+    return (c, model, *warm_start_rows(tokenizer, data, template, c))
 
-    s.copy_steps = s.steps = args.steps
-    copy_rows, demo_rows, mix = warm_start_rows(tokenizer, data, template, c)
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100, help="steps of each phase")
+    args = parser.parse_args()
+    c, model, copy_rows, demo_rows, mix = demo_warm_start_inputs(args.steps)
+    s = c.sft
     copy_cfg = SFTConfig(lr=s.copy_lr, steps=args.steps, batch_size=s.copy_batch_size, seed=s.seed)
     demo_cfg = SFTConfig(lr=s.lr, steps=args.steps, batch_size=s.batch_size, warmup_steps=s.warmup_steps,
                          seed=s.seed)
