@@ -1,8 +1,8 @@
 """Route probe: which candidate does a synthetic-task policy pick, per question domain, at the routing token?
 
 For each held-out question, the policy reads its prompt plus the terse demonstrations' first turn up to the
-candidate name (`<think>capital</think>\\n<search> `; for a multi-hop question its decomposed first hop, or with
-`--direct-multihop` the question asked in one call, for starts with `sft.direct_multihop=1`), and the probe
+candidate name (`<think>capital `: the terse think names its pick; for a multi-hop question its decomposed first
+hop, or with `--direct-multihop` the question asked in one call, for starts with `sft.direct_multihop=1`), and the probe
 prints the mean probability of the first token of each candidate's name there, per domain. Greedy evaluation
 shows only each domain's argmax; this shows whether a policy's choice depends on the domain at all, or whether
 training only moved one preference shared by every domain (issue #7). The last column, the cosine between the
@@ -32,9 +32,6 @@ from rr1_jax.model.weights import load_model  # noqa: E402
 from rr1_jax.rl.loop import build_tokenizer, load_run_data, routing_template  # noqa: E402
 from rr1_jax.rollout.pool_setup import open_pool  # noqa: E402
 from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
-
-_ROUTE_TAG = "<search> "
-
 
 def probe_setup(path: str, num_questions: int):
     """(demo config, run data with `num_questions` held-out questions, pool, routing template, the export's
@@ -78,8 +75,8 @@ def routing_prefixes(data, tokenizer, template, names, decompose_multihop: bool 
     profiles = default_candidates()
     for record in data.val:
         turn = make_demonstration(record, data.task.table, profiles, strategy="uniform", style="terse",
-                                  decompose_multihop=decompose_multihop).text
-        head, name_ids = split_at_names(tokenizer, turn[:turn.index(_ROUTE_TAG) + len(_ROUTE_TAG)], names)
+                                  decompose_multihop=decompose_multihop)
+        head, name_ids = split_at_names(tokenizer, turn.text[:turn.text.index(turn.routes[0])], names)
         yield record.metadata["domain"], render_prompt(tokenizer, record.question, template) + head, name_ids
 
 

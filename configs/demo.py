@@ -3,17 +3,19 @@
 1. Copy warm-up (800 steps, rl/copy_warmup.py): the randomly initialised 2-layer width-128 policy learns to repeat
    random token sequences, the skill a router needs to put a name it never saw into its query and its answer.
 2. SFT (400 steps) on terse demonstrations whose candidate choice is uniform at random (the format is taught, the
-   choice is not); half of them have their invented names swapped (data/renaming.py) so recalling training names
-   does not pay, copy rows stay mixed into every batch, half of the multi-hop questions are asked in one call.
+   choice is not); the think names the pick right after the domain word (`<think>capital Qwen2.5-7B-Instruct`),
+   where the policy's state differs by domain; half of them have their invented names swapped (data/renaming.py)
+   so recalling training names does not pay, copy rows stay mixed into every batch, half of the multi-hop
+   questions are asked in one call.
 3. PPO against the simulated candidate pool (in-process OpenAI-compatible server), rewarded by exact match: 20
    GRPO iterations of 8 questions x 4 episodes, 4 passes over each batch, a KL loss of 0.5 to the warm start, actor
    lr 1e-4 (benchmarks/learning.py's recipe with a third of its iterations and half its batch). Over five
-   initialisation seeds (`--config.seed`) it raised greedy EM by +0.19 to +0.34 in four and left the fifth within
-   0.02; the GAE run it replaces (one pass over 32 episodes, no KL loss) gained +0.31 and +0.41 in two and -0.13 to
-   +0.02 in three (docs/learning.md, stop 24).
+   initialisation seeds (`--config.seed`) it raised greedy EM by +0.13 to +0.31 in four and left the fifth
+   unchanged (docs/learning.md, stop 32).
 
 Word-level task tokenizer (every entity name, founder's name, tag and candidate name is one token), compact prompt,
-2 routed turns, short generations. About 7 minutes on a 2-core CPU (README "Status").
+2 routed turns, short generations. 5-6 minutes on a 2-core AVX-512 CPU, about 14 on a 2-core Zen 3 without
+AVX-512 (README "Status").
 benchmarks/learning.py starts from this warm start and runs 60 GRPO iterations of 16 questions x 4 instead.
 With a shorter warm start (copy 600, SFT 300 steps) a fresh start answered one constant founder's name to most
 founder and album questions (49 of 100 answers copied, against 97 after 800 and 400).

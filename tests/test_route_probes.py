@@ -10,7 +10,7 @@ from benchmarks.route_probe import split_at_names
 from rr1_jax.model.gguf_weights import smollm2_gguf_path
 
 NAMES = ["Qwen2.5-7B-Instruct", "LLaMA-3.1-8B-Instruct", "LLaMA-3.1-70B-Instruct", "Mistral-7B-Instruct-v0.3"]
-HEAD = "<think>capital</think>\n<search> "
+HEAD = "<think>capital "  # the terse think names its pick right after the domain word
 
 
 class _SpaceWords:
@@ -38,7 +38,7 @@ def test_split_at_names_with_a_bpe_tokenizer_that_merges_the_space():
     head, first = split_at_names(tok, HEAD, NAMES)
     for name, token in zip(NAMES, first):
         assert tok.encode(HEAD + name, add_special_tokens=False)[:len(head) + 1] == head + [token]
-    assert tok.decode(head).endswith("<search>")  # the space went into the names' first token
+    assert tok.decode(head).endswith("capital")  # the space went into the names' first token
     assert tok.decode([first[0]]).startswith(" ")
     assert first[1] == first[2]  # the two LLaMAs share their first token: one routing token for both
 

@@ -22,8 +22,9 @@ STYLES = ("verbose", "terse")
 _TOPIC = {"capital": "the capital of a country", "founder": "the founder of a company",
           "founding_country": "the country where a company was founded", "album_year": "the release year of an album",
           "multihop": "the capital of the country where a company was founded"}
+# the terse think's domain word(s); each domain ends on a word of its own, right before the candidate's name
 _TERSE_TOPIC = {"capital": "capital", "founder": "founder", "founding_country": "country", "album_year": "album",
-                "multihop": "capital of founding country"}
+                "multihop": "capital where founded"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +78,11 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
     ``strategy="oracle"`` calls the cheapest candidate that answers each hop correctly (the domain specialist when
     none does); ``"specialist"`` always calls the most accurate candidate for the hop's domain; ``"uniform"``
     calls a candidate drawn uniformly (deterministic per seed and query), teaching the format but not the routing.
-    ``style="terse"`` keeps only what a route needs: ``<think>`` names the hop's domain in a word or two, the final
-    turn is just the answer (a tiny policy then spends its capacity on routing and copying, not on prose).
+    ``style="terse"`` keeps only what a route needs: ``<think>`` names the hop's domain in a word or two and then
+    the candidate (``<think>capital Qwen2.5-7B-Instruct</think>``, which the search repeats), the final turn is
+    just the answer (a tiny policy then spends its capacity on routing and copying, not on prose). The name is
+    chosen right after the domain word, where the policy's state differs by domain (after ``<search>`` it hardly
+    did, and PPO moved one preference shared by every domain: docs/learning.md, stop 32).
     ``variant`` k (uniform only) calls the candidate k places after the drawn one in ``profiles``.
     """
     if strategy not in STRATEGIES:
@@ -100,7 +104,7 @@ def make_demonstration(record: QARecord, table: KnowledgeTable, profiles: Sequen
         query = record.question if hop is fact else _hop_query(hop)
         profile = _choose(strategy, hop, query, profiles, table, seed, variant)
         if terse:
-            think = _TERSE_TOPIC[hop.kind]
+            think = f"{_TERSE_TOPIC[hop.kind]} {profile.name}"
         else:
             think += f" {profile.name} is a good choice for questions about {_TOPIC[hop.kind]}."
         segments.append(Segment(f"<think>{think}</think>\n<search> {profile.name}: {query} </search>", True))

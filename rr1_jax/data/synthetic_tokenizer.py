@@ -65,7 +65,8 @@ def train_word_tokenizer(corpus: Iterable[str], whole: Sequence[str] = (), phras
     """A word-level tokenizer: every word, number and punctuation run of the corpus (with and without a leading
     space, GPT-2 pre-tokenisation, byte-level so decoding is exact) is one token; router tags are whole tokens;
     the 256 single bytes and the years 1900-2099 are always in; each string in ``whole`` (e.g. the candidate
-    names, so a routing choice is one token) is one token too; each multi-word string in ``phrases`` is one word
+    names, so a routing choice is one token) is one token too, with and without its leading space like any word
+    (so a name right after a word is predicted at that word); each multi-word string in ``phrases`` is one word
     (e.g. a founder's name: with and without its leading space, like any word).
 
     For the tiny demo policy: an entity name is one token, so copying it from the question or from a reply is
@@ -85,7 +86,7 @@ def train_word_tokenizer(corpus: Iterable[str], whole: Sequence[str] = (), phras
         pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
     space = pre_tokenizers.ByteLevel(add_prefix_space=False).pre_tokenize_str(" a")[0][0][0]  # "Ġ"
     counts: dict[str, int] = {}
-    kept = tuple(ROUTER_TAGS) + tuple(whole)
+    kept = tuple(ROUTER_TAGS) + tuple(whole) + tuple(" " + w for w in whole)
     tag_split = re.compile("(" + "|".join(map(re.escape, sorted(kept, key=len, reverse=True))) + ")")
     for text in list(corpus) + [" ".join(str(y) for y in range(1900, 2100))]:
         parts = [p for p in tag_split.split(text) if p and p not in kept]  # as encoding will see them

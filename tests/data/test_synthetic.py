@@ -191,7 +191,9 @@ def test_terse_demonstrations_keep_routes_and_answers_and_pass_the_format_gate()
         assert [s.text for s in short.segments if not s.is_policy] == [s.text for s in long.segments
                                                                         if not s.is_policy]
         assert len(short.text) < len(long.text)
-        assert re.fullmatch(r"<think>[a-z ]+</think>\n<search> [^:]+: [^<]+ </search>", short.segments[0].text)
+        first = re.fullmatch(r"<think>[a-z ]+ ([^ <]+)</think>\n<search> ([^:]+): [^<]+ </search>",
+                             short.segments[0].text)
+        assert first and first[1] == first[2] == short.routes[0]  # the think names the pick, the search repeats it
         assert short.segments[-1].text == f"<answer> {short.final_answer} </answer>"
         assert format_reward(short.text) == 0.0
     with pytest.raises(ValueError, match="style must be one of"):
@@ -213,8 +215,8 @@ def test_word_tokenizer_makes_every_entity_one_token_and_round_trips_task_text()
         assert len(tokenizer.encode(name, add_special_tokens=False)) == 1
         assert len(tokenizer.encode(f"<answer> {name} </answer>", add_special_tokens=False)) == 4
     demos = make_demonstrations(task.train[:20], task.table, PROFILES, strategy="uniform", style="terse",
-                                direct_multihop=0.5)  # both multi-hop plans: "capital of founding country"
-    assert any("founding" in demo.text for demo in demos)
+                                direct_multihop=0.5)  # both multi-hop plans: "capital where founded"
+    assert any("<think>capital where founded " in demo.text for demo in demos)
     for demo in demos + rename_some(demos, task.table, 1.0):  # renamed founders' names stay one token
         ids = tokenizer.encode(demo.text, add_special_tokens=False)
         assert tokenizer.decode(ids) == demo.text and tokenizer.unk_token_id not in ids
@@ -230,10 +232,12 @@ def test_word_tokenizer_makes_every_entity_one_token_and_round_trips_task_text()
     assert len(years) == 2 and tokenizer.unk_token_id not in years
     assert tokenizer.encode("Zzyzx", add_special_tokens=False) == [tokenizer.unk_token_id]
     named = train_word_tokenizer(task_corpus(task, ["Question: {question}\n"]), [p.name for p in PROFILES])
-    for profile in PROFILES:  # a routing choice is one token
-        text = f"<search> {profile.name}: {task.test[0].question} </search>"
+    for profile in PROFILES:  # a routing choice is one token, bare or after a space (then chosen at the word before)
+        text = f"<think>capital {profile.name}</think>\n<search> {profile.name}: {task.test[0].question} </search>"
         ids = named.encode(text, add_special_tokens=False)
         assert named.decode(ids) == text and len(named.encode(profile.name, add_special_tokens=False)) == 1
+        assert ids[:3] == named.encode("<think>capital", add_special_tokens=False) + named.encode(
+            " " + profile.name, add_special_tokens=False)
 
 
 def test_task_tokenizers_are_the_same_in_every_process():
