@@ -14,7 +14,7 @@
    unchanged (docs/learning.md, stop 32).
 
 Word-level task tokenizer (every entity name, founder's name, tag and candidate name is one token), compact prompt,
-2 routed turns, short generations. 5-6 minutes on a 2-core AVX-512 CPU, about 14 on a 2-core Zen 3 without
+2 routed turns, short generations. About 6 minutes on a 2-core AVX-512 CPU (368 s), 14 on a 2-core Zen 3 without
 AVX-512 (README "Status").
 benchmarks/learning.py starts from this warm start and runs 60 GRPO iterations of 16 questions x 4 instead.
 With a shorter warm start (copy 600, SFT 300 steps) a fresh start answered one constant founder's name to most
