@@ -10,9 +10,9 @@
 3. PPO against the simulated candidate pool (in-process OpenAI-compatible server), rewarded by exact match: 20
    GRPO iterations of 8 questions x 4 episodes, 4 passes over each batch, a KL loss of 0.5 to the warm start, actor
    lr 1e-4 (benchmarks/learning.py's recipe with a third of its iterations and half its batch; the benchmark's
-   KL loss is 0.2 since stop 33, the demo keeps the 0.5 its five-seed figures were measured with). Over five
-   initialisation seeds (`--config.seed`) it raised greedy EM by +0.13 to +0.31 in four and left the fifth
-   unchanged (docs/learning.md, stop 32).
+   KL loss is 0.2 since stop 33, but with 0.2 the demo sent most domains to Mixtral in three of four seeds).
+   Over five initialisation seeds (`--config.seed`) it raised greedy EM by +0.13 to +0.31 in four and left the
+   fifth unchanged (docs/learning.md, stops 32 and 33).
 
 Word-level task tokenizer (every entity name, founder's name, tag and candidate name is one token), compact prompt,
 2 routed turns, short generations. About 6 minutes on a 2-core AVX-512 CPU (368 s), 14 on a 2-core Zen 3 without
