@@ -51,7 +51,8 @@ from rr1_jax.rl.loop import load_run_data, train  # noqa: E402
 # PPO from the warm start. GRPO's per-question groups, several passes per batch and a KL loss to the uniform-route
 # start let routing become per-domain; GAE or a weak KL (0.05) moves every domain to the candidate that is best on
 # average (README "Status"). Since the think names its pick where the state differs by domain (stop 32), 0.2 moves
-# the start further than the earlier 0.5, which held it at its accidental routes (docs/learning.md, stop 33).
+# the start further than the earlier 0.5, which held two of three seeds at its accidental routes (docs/learning.md,
+# stop 33).
 # The first iteration only samples (`critic_warmup=1`, inherited from the demo's GAE config when the README's
 # tables were measured; kept so they reproduce).
 PPO = {"ppo.adv_estimator": "grpo", "rollout.n_agent": 4, "data.batch_size": 16, "ppo.mini_batch_size": 32,
