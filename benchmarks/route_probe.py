@@ -33,6 +33,7 @@ from rr1_jax.rl.loop import build_tokenizer, load_run_data, routing_template  # 
 from rr1_jax.rollout.pool_setup import open_pool  # noqa: E402
 from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
 
+
 def probe_setup(path: str, num_questions: int):
     """(demo config, run data with `num_questions` held-out questions, pool, routing template, the export's
     tokenizer): what a probe of an exported synthetic-task policy needs besides its weights."""
