@@ -83,6 +83,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Reward: format gate ▸ exact match ▸ (1-α) + α·cost_reward (upstream's hierarchy).
     c.reward = ml_collections.ConfigDict()
     c.reward.alpha = 0.0
+    # Cost-first curriculum (off by default; not upstream): the first early_steps PPO iterations score with
+    # early_alpha instead of alpha (rewards.scheduled_alpha; docs/learning.md, stop 34).
+    c.reward.early_alpha = 0.0
+    c.reward.early_steps = 0
     c.reward.metric = "em"  # em | f1
     c.reward.form = "hierarchical"  # hierarchical (upstream code) | additive (the paper's formula)
     c.reward.cost_window = 1000

@@ -46,7 +46,7 @@ from rr1_jax.parallel.mesh import mesh_from_config
 from rr1_jax.parallel.multihost import HostLayout
 from rr1_jax.rl.copy_warmup import copy_trajectories
 from rr1_jax.rl.ppo_config import optim_config_from, ppo_config_from
-from rr1_jax.rl.rewards import CostNormalizer
+from rr1_jax.rl.rewards import CostNormalizer, scheduled_alpha
 from rr1_jax.rl.sft import SFTConfig, demonstration_trajectories, sft_train
 from rr1_jax.rl.trainer import PPOTrainer
 from rr1_jax.rollout.candidates import CandidatePool
@@ -179,13 +179,15 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config) -> Wa
     return WarmStart(nnx.merge(nnx.graphdef(model), params), copy_losses, losses, t1 - t0, time.perf_counter() - t1)
 
 
-def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNormalizer, reward_cfg, num_rows: int):
-    """Scalar rewards [num_rows] (dummy rows 0) and the episode metrics the logger and progress bar show."""
+def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNormalizer, reward_cfg, num_rows: int,
+                   alpha: float):
+    """Scalar rewards [num_rows] (dummy rows 0) and the episode metrics the logger and progress bar show;
+    `alpha` is this iteration's cost coefficient (`scheduled_alpha`), the rest of the reward is `reward_cfg`'s."""
     scores = np.zeros((num_rows,), np.float32)
     em, fmt, cost, routes = [], [], [], []
     calls = collections.Counter()
     for i, (record, ep) in enumerate(zip(records, episodes)):
-        score = score_policy_episode(record, ep, pool, normalizer(ep.cost), reward_cfg.alpha,
+        score = score_policy_episode(record, ep, pool, normalizer(ep.cost), alpha,
                                      metric=reward_cfg.metric, form=reward_cfg.form)
         scores[i] = score.reward
         em.append(score.em)
@@ -196,7 +198,7 @@ def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNorma
     n = len(records)
     return scores, {"episode/reward": float(scores[:n].mean()), "episode/em": float(np.mean(em)),
                     "episode/format_ok": float(np.mean(fmt)), "episode/cost": float(np.mean(cost)),
-                    "episode/routes": float(np.mean(routes)),
+                    "episode/routes": float(np.mean(routes)), "reward/alpha": float(alpha),
                     # calls per episode to each candidate (every name, so all processes log the same keys)
                     **{CALLS_PREFIX + name: calls[name] / n for name in pool.names}}
 
@@ -225,6 +227,7 @@ class Run:
         if c.ppo.adv_estimator == "grpo" and self.n_agent < 2:
             raise ValueError("ppo.adv_estimator='grpo' compares the episodes of one prompt: set rollout.n_agent >= 2 "
                              "(upstream's GRPO scripts use 5)")
+        scheduled_alpha(c.reward.alpha, 0, c.reward.early_alpha, c.reward.early_steps)  # bad values fail here
         self.stack = contextlib.ExitStack()
         self.pool, self.pool_config = open_pool(c.pool, self.data.task, self.stack)
         self.template = routing_template(c, self.pool)
@@ -324,8 +327,9 @@ async def _train(run: Run) -> dict:
                 t_rollout = time.perf_counter() - t0
                 traj = hosts.common_widths(result.trajectories, run.engine.pad_id)
                 cost_reward = hosts.cost_rewards(normalizer, [ep.cost for ep in result.episodes], traj.tokens.shape[0])
+                alpha = scheduled_alpha(c.reward.alpha, step, c.reward.early_alpha, c.reward.early_steps)
                 scores, metrics = score_episodes(records, result.episodes, run.pool, cost_reward, c.reward,
-                                                 traj.tokens.shape[0])
+                                                 traj.tokens.shape[0], alpha)
                 metrics = hosts.mean_metrics(metrics, len(records))
                 group_ids = None
                 if run.n_agent > 1:  # per-prompt ids, unique over processes; dummy rows get 0 (masked out)

@@ -270,3 +270,19 @@ def route_reward(response: str, golden_answers: str | Sequence[str], cost_reward
     if score <= 0.0:
         return 0.0
     return (1.0 - alpha) * score + alpha * cost_reward
+
+
+def scheduled_alpha(alpha: float, step: int, early_alpha: float = 0.0, early_steps: int = 0) -> float:
+    """The cost coefficient of PPO iteration ``step`` (0-based): ``early_alpha`` for the first ``early_steps``
+    iterations, then ``alpha``.
+
+    A cost-first curriculum: under a high early alpha each cheap specialist wins its own domain before the
+    candidate right most often on average (and expensive) can take every domain; ``alpha`` then decides the rest.
+    """
+    for name, value in (("alpha", alpha), ("early_alpha", early_alpha)):
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"reward.{name} (cost coefficient) must be in [0, 1], got {value}")
+    if int(early_steps) != early_steps or early_steps < 0:
+        raise ValueError(f"reward.early_steps must be a whole number >= 0 (0: no curriculum), got {early_steps}")
+    return float(early_alpha if step < early_steps else alpha)
+

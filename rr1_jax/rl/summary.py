@@ -37,7 +37,9 @@ def print_summary(summary: dict, config) -> None:
         losses = summary["sft_losses"]
         print(f"\nSFT warm start: {len(losses)} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     if "before" in summary and "after" in summary:
-        print(f"\nRouter-R1 PPO, alpha={config.reward.alpha}: {config.train.total_steps} iterations\n")
+        r = config.reward
+        early = f" (alpha={r.early_alpha} for the first {r.early_steps})" if r.early_steps else ""
+        print(f"\nRouter-R1 PPO, alpha={r.alpha}: {config.train.total_steps} iterations{early}\n")
         print(summary_table(summary["before"], summary["after"]))
     if summary.get("seconds"):
         print("\nwall seconds: " + ", ".join(f"{name} {s:.0f}" for name, s in summary["seconds"].items() if s))

@@ -13,6 +13,7 @@ from rr1_jax.rl.loop import train
 @pytest.mark.slow
 def test_two_iterations_then_resume(tmp_path):
     config = tiny.get_config()
+    config.reward.update(dict(early_alpha=0.5, early_steps=2))  # cost-first curriculum: iterations 1-2 at 0.5
     summary = train(config, str(tmp_path))
     assert int(jax.device_get(summary["state"].step)) == 2
     lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
@@ -29,7 +30,9 @@ def test_two_iterations_then_resume(tmp_path):
     resumed = train(config, str(tmp_path))
     assert resumed["start_step"] == 2
     assert int(jax.device_get(resumed["state"].step)) == 3
-    assert [json.loads(x)["step"] for x in open(tmp_path / "metrics.jsonl")] == [1, 2, 3]
+    lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    assert [x["step"] for x in lines] == [1, 2, 3]
+    assert [x["reward/alpha"] for x in lines] == [0.5, 0.5, config.reward.alpha]  # the schedule survives a resume
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rr1_jax.rl.rewards import (CostNormalizer, exact_match, extract_answer, f1_score, format_reward,
-                                normalize_answer, route_count, route_reward, substring_match)
+                                normalize_answer, route_count, route_reward, scheduled_alpha, substring_match)
 from rr1_jax.rollout.candidates import Candidate, CandidatePool
 
 T = "<think>I should ask.</think>\n"
@@ -239,3 +239,13 @@ def test_route_count_stops_at_the_first_bad_route():
     assert route_count(T + route("LLM-Name:Your-Query") + good) == 0
     assert route_count(T + route("qwen: ask qwen") + INFO) == 1   # no name-in-query rule here
     assert route_count("<answer> P </answer>") == 0
+
+
+def test_scheduled_alpha_is_early_alpha_for_the_first_iterations_then_alpha():
+    assert [scheduled_alpha(0.0, step, early_alpha=0.9, early_steps=2) for step in range(4)] == [0.9, 0.9, 0.0, 0.0]
+    assert scheduled_alpha(0.6, 0) == 0.6  # no curriculum by default
+    bad_settings = [(dict(alpha=1.5), "reward.alpha"), (dict(early_alpha=-0.1), "reward.early_alpha"),
+                    (dict(early_steps=-1), "reward.early_steps"), (dict(early_steps=2.5), "reward.early_steps")]
+    for bad, word in bad_settings:
+        with pytest.raises(ValueError, match=word):
+            scheduled_alpha(**{"alpha": 0.0, "step": 0, **bad})
