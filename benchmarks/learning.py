@@ -4,9 +4,11 @@ One run, three policies evaluated greedily on the same held-out questions (test 
   1. the SFT start: `configs/demo.py`'s copy warm-up and SFT on uniform-route demonstrations (format and
      copying, no routing choice), the same warm start as `make demo`'s, exported once and shared by both PPO
      runs;
-  2. PPO with alpha=0 (reward = format-gated exact match) from that start, as GRPO (`PPO`: groups of 4 episodes
+  2. PPO with alpha=0.9 (exact match traded for low cost) from that start, as GRPO (`PPO`: groups of 4 episodes
      per question, 4 passes over each batch, a KL loss of 0.2 to the start);
-  3. PPO with alpha=0.9 (exact match traded for low cost) from the same start, same settings;
+  3. PPO with alpha=0 (reward = format-gated exact match) from the same start, same settings; or, with
+     `--cost-first N`, a cost-first curriculum: run 2 continued from its last checkpoint for N iterations at
+     alpha=0 (`reward.early_alpha`/`early_steps`; the KL anchor stays the start; docs/learning.md, stop 34);
 next to the oracle router and every single candidate (one call with the question), which need no policy.
 Prints the table and the four targets (EM gain >= 0.25, >= 90% of the oracle, >= best single + 0.10, and a cost
 cut >= 50% at an EM loss <= 0.15 with alpha=0.9), then peak RSS.
@@ -22,10 +24,10 @@ takes ~5 minutes on 2 CPU cores (README "PPO update"). JAX uses the accelerator 
 (`JAX_PLATFORMS=cpu` forces the CPU).
 
 Usage: `.venv/bin/python benchmarks/learning.py [--steps 60] [--eval 100] [--workdir runs/learning]
-[--start runs/learning/sft/hf_export] [--ppo-seeds 0] [--policy demo] [--set KEY=VALUE ...]` (`--start`: reuse an
-earlier run's exported warm start, skipping the SFT; `--ppo-seeds`: the PPO runs' seeds, i.e. question order and
-sampling; the start keeps seed 0; `--set ppo.kl_loss_coef=0.1`: a config override for the SFT and both PPO runs,
-on top of the recipe).
+[--start runs/learning/sft/hf_export] [--ppo-seeds 0] [--policy demo] [--cost-first 0] [--set KEY=VALUE ...]`
+(`--start`: reuse an earlier run's exported warm start, skipping the SFT; `--ppo-seeds`: the PPO runs' seeds, i.e.
+question order and sampling; the start keeps seed 0; `--set ppo.kl_loss_coef=0.1`: a config override for the SFT
+and both PPO runs, on top of the recipe).
 """
 from __future__ import annotations
 
@@ -140,6 +142,9 @@ def main():
     parser.add_argument("--policy", choices=sorted(POLICIES), default="demo",
                         help="demo: the tiny policy from scratch (configs/demo.py); smollm2: the pretrained "
                              "SmolLM2-135M-Instruct (configs/smollm2.py; needs an accelerator)")
+    parser.add_argument("--cost-first", type=int, default=0, metavar="N",
+                        help="the alpha=0 run continues the cost-aware run for N iterations at alpha=0 instead of "
+                             "starting from the warm start (0: off)")
     parser.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
                         metavar="KEY=VALUE", help="config override for the warm start and both PPO runs "
                              "(repeatable); each PPO run's model.path, sft.steps, reward.alpha and seed stay the "
@@ -149,6 +154,10 @@ def main():
         _config(args.workdir, 0, args.eval, args.policy, args.overrides)
     except (KeyError, TypeError) as e:  # a misspelt key or a value of the wrong type, before anything is deleted
         parser.error(f"--set: {e.args[0]}")
+    if args.cost_first < 0:
+        parser.error(f"--cost-first {args.cost_first}: give the alpha=0 iterations after the cost-aware run (0: off)")
+    if not 0.0 < args.alpha <= 1.0:
+        parser.error(f"--alpha {args.alpha:g}: the cost-aware run needs a cost weight in (0, 1]")
     if args.start and not os.path.isfile(os.path.join(args.start, "config.json")):
         parser.error(f"--start {args.start!r} is not an exported policy (no config.json): pass the hf_export "
                      "directory an earlier run of this benchmark wrote under <workdir>/sft/")
@@ -170,16 +179,23 @@ def main():
     sft_result, rows = None, []
     for seed in args.ppo_seeds:
         runs = {}
-        for alpha in (0.0, args.alpha):
+        for alpha in (args.alpha, 0.0):  # the cost-aware run first: a --cost-first alpha=0 run continues it
             t = time.perf_counter()
-            c = _config(os.path.join(args.workdir, f"ppo_seed{seed}_alpha{alpha:g}"), args.steps, args.eval,
-                        args.policy, {**PPO, **ppo_recipe}.items(), args.overrides,
-                        [("model.path", start_path), ("sft.steps", 0), ("reward.alpha", alpha), ("seed", seed)])
+            workdir = os.path.join(args.workdir, f"ppo_seed{seed}_alpha{alpha:g}")
+            steps, schedule = args.steps, []
+            if alpha == 0.0 and args.cost_first:  # resume the cost-aware run's last checkpoint
+                steps = args.steps + args.cost_first
+                schedule = [("reward.early_alpha", args.alpha), ("reward.early_steps", args.steps)]
+                shutil.copytree(os.path.join(args.workdir, f"ppo_seed{seed}_alpha{args.alpha:g}", "ckpt"),
+                                os.path.join(workdir, "ckpt"))
+            c = _config(workdir, steps, args.eval, args.policy, {**PPO, **ppo_recipe}.items(), args.overrides,
+                        [("model.path", start_path), ("sft.steps", 0), ("reward.alpha", alpha), ("seed", seed)],
+                        schedule)
             summary = train(c)
             if summary["preempted"]:  # SIGTERM: do not go on to the next run
                 sys.exit(f"stopped by a signal during the seed {seed} alpha={alpha:g} run (checkpoint in {c.workdir})")
             runs[alpha] = summary["after"], time.perf_counter() - t
-            if sft_result is None:  # every run evaluates the same start first
+            if sft_result is None:  # the first run evaluates the start (a resumed run does not)
                 sft_result = summary["before"]
         (ppo0, seconds0), (ppo9, seconds9) = runs[0.0], runs[args.alpha]
         judged = targets(_em(sft_result), _em(ppo0), _cost(ppo0), _em(ppo9), _cost(ppo9), ref.oracle.em, best.em,
@@ -205,8 +221,9 @@ def _cost(result) -> float:
 def _report(args, sft_result, rows, ref, sft_time: str):
     """The table per PPO seed, then each target per seed and over seeds (met by the majority)."""
     best = ref.best_single
-    print(f"\nsynthetic task, {args.eval} held-out questions, greedy decoding; {args.steps} PPO iterations per run "
-          f"({sft_time})\n")
+    plan = (f"alpha={args.alpha:g}: {args.steps} PPO iterations; alpha=0: those, then {args.cost_first} at alpha=0"
+            if args.cost_first else f"{args.steps} PPO iterations per run")
+    print(f"\nsynthetic task, {args.eval} held-out questions, greedy decoding; {plan} ({sft_time})\n")
     print(f"SFT start (uniform routes): EM {_em(sft_result):.3f}, cost {_cost(sft_result):.1f}; "
           f"{_routes(sft_result)}")
     print(f"oracle (hindsight, one call): EM {ref.oracle.em:.3f}, cost {ref.oracle.cost:.1f}; "
