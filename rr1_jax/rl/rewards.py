@@ -285,4 +285,3 @@ def scheduled_alpha(alpha: float, step: int, early_alpha: float = 0.0, early_ste
     if int(early_steps) != early_steps or early_steps < 0:
         raise ValueError(f"reward.early_steps must be a whole number >= 0 (0: no curriculum), got {early_steps}")
     return float(early_alpha if step < early_steps else alpha)
-
