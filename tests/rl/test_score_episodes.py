@@ -44,4 +44,3 @@ def test_the_iterations_alpha_not_the_configs_prices_the_cost():
     scores, m = score_episodes(records, episodes, POOL, lambda cost: 0.25, cfg, num_rows=2, alpha=0.9)
     np.testing.assert_allclose(scores, [0.1 + 0.9 * 0.25, 0.0])  # a wrong answer earns nothing at any alpha
     assert m["reward/alpha"] == 0.9
-
