@@ -1,5 +1,9 @@
-"""The learning benchmark's verdicts (benchmarks/learning.py): the four targets of issue #7 and the vote over seeds."""
+"""The learning benchmark (benchmarks/learning.py): issue #7's four targets, the vote over seeds, `--cost-first`."""
 import argparse
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -48,3 +52,21 @@ def test_config_layers_apply_in_order_on_the_policys_config():
         _config("/tmp/w", 3, 10, "demo", [("ppo.kl_los_coef", 0.1)])
     with pytest.raises(TypeError):
         _config("/tmp/w", 3, 10, "demo", [parse_override("ppo.kl_loss_coef=high")])
+
+
+@pytest.mark.slow
+def test_cost_first_continues_the_cost_aware_run_at_alpha_0(tmp_path):
+    """`--cost-first 1` end to end at toy size: the alpha=0 run resumes the alpha=0.9 run's checkpoint and scores
+    its one extra iteration at alpha=0 (the untrained policy stands in for the warm start)."""
+    repo = os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0]
+    cmd = [sys.executable, os.path.join(repo, "benchmarks", "learning.py"), "--steps", "1", "--cost-first", "1",
+           "--eval", "4", "--workdir", str(tmp_path / "run"), "--set", "sft.steps=0"]
+    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f)  # one device
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=repo,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "alpha=0.9: 1 PPO iterations; alpha=0: those, then 1 at alpha=0" in out.stdout
+    rows = {alpha: [json.loads(line) for line in open(tmp_path / "run" / f"ppo_seed0_alpha{alpha}" / "metrics.jsonl")]
+            for alpha in ("0.9", "0")}
+    assert [(r["step"], r["reward/alpha"]) for r in rows["0.9"]] == [(1, 0.9)]
+    assert [(r["step"], r["reward/alpha"]) for r in rows["0"]] == [(2, 0.0)]  # resumed after step 1
