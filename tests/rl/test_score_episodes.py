@@ -11,6 +11,9 @@ from rr1_jax.rollout.episode import EpisodeInfo
 
 POOL = ROUTER_R1_POOL
 QWEN, MIXTRAL = "Qwen2.5-7B-Instruct", "Mixtral-8x22B-Instruct"
+GOOD = (f"<think>x</think>\n<search> {QWEN}: q </search>\n\n<information>Paris</information>\n\n"
+        "<think>y</think>\n<answer> Paris </answer>")  # well formed, answers Paris
+CFG = types.SimpleNamespace(alpha=0.0, metric="em", form="hierarchical")  # the reward's settings but alpha
 
 
 def _episode(text: str, *candidates):
@@ -19,12 +22,9 @@ def _episode(text: str, *candidates):
 
 
 def test_rewards_and_calls_per_candidate():
-    good = (f"<think>x</think>\n<search> {QWEN}: q </search>\n\n<information>Paris</information>\n\n"
-            "<think>y</think>\n<answer> Paris </answer>")
     records = [QARecord(id=str(i), question="q", golden_answers=["Paris"], data_source="t") for i in range(3)]
-    episodes = [_episode(good, QWEN), _episode("no tags", QWEN, MIXTRAL, None), _episode(good, QWEN)]
-    cfg = types.SimpleNamespace(alpha=0.0, metric="em", form="hierarchical")
-    scores, m = score_episodes(records, episodes, POOL, lambda cost: 0.0, cfg, num_rows=4, alpha=0.0)
+    episodes = [_episode(GOOD, QWEN), _episode("no tags", QWEN, MIXTRAL, None), _episode(GOOD, QWEN)]
+    scores, m = score_episodes(records, episodes, POOL, lambda cost: 0.0, CFG, num_rows=4, alpha=0.0)
     np.testing.assert_array_equal(scores, [1.0, -1.0, 1.0, 0.0])  # the dummy fourth row scores 0
     assert m["episode/format_ok"] == pytest.approx(2 / 3) and m["episode/routes"] == pytest.approx(5 / 3)
     assert m[f"calls/{QWEN}"] == 1.0 and m[f"calls/{MIXTRAL}"] == pytest.approx(1 / 3)
@@ -35,12 +35,9 @@ def test_rewards_and_calls_per_candidate():
 def test_the_iterations_alpha_not_the_configs_prices_the_cost():
     """The loop passes `scheduled_alpha`'s value: a cost-first iteration pays a correct answer
     (1 - alpha) + alpha * cost_reward, whatever `reward_cfg.alpha` says."""
-    good = (f"<think>x</think>\n<search> {QWEN}: q </search>\n\n<information>Paris</information>\n\n"
-            "<think>y</think>\n<answer> Paris </answer>")
-    wrong = good.replace("<answer> Paris", "<answer> Rome")
+    wrong = GOOD.replace("<answer> Paris", "<answer> Rome")
     records = [QARecord(id=str(i), question="q", golden_answers=["Paris"], data_source="t") for i in range(2)]
-    episodes = [_episode(good, QWEN), _episode(wrong, QWEN)]
-    cfg = types.SimpleNamespace(alpha=0.0, metric="em", form="hierarchical")
-    scores, m = score_episodes(records, episodes, POOL, lambda cost: 0.25, cfg, num_rows=2, alpha=0.9)
+    episodes = [_episode(GOOD, QWEN), _episode(wrong, QWEN)]
+    scores, m = score_episodes(records, episodes, POOL, lambda cost: 0.25, CFG, num_rows=2, alpha=0.9)
     np.testing.assert_allclose(scores, [0.1 + 0.9 * 0.25, 0.0])  # a wrong answer earns nothing at any alpha
     assert m["reward/alpha"] == 0.9
