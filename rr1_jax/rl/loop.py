@@ -290,7 +290,7 @@ async def _train(run: Run) -> dict:
     ckpt = run.checkpointer
     hosts = run.hosts
     batches = QABatchIterator(run.data.train, hosts.local_batch_size(c.data.batch_size, len(run.data.train)),
-                              seed=c.seed)
+                              seed=c.seed, drop_remainder=True)  # every iteration a full batch (upstream: drop_last)
     normalizer = CostNormalizer(window=c.reward.cost_window, q_low=c.reward.cost_q_low,
                                 q_high=c.reward.cost_q_high, transform=c.reward.cost_transform)
     restored = ckpt.restore(trainer.abstract_state())

@@ -174,12 +174,17 @@ def run_epochs(params, opt_state, batch: PPOBatch, rng: Array, loss_sums: Callab
         params, opt_state = carry
         grads, aux = accumulate_gradients(loss_sums, params, minibatch)
         grad_norm = optax.tree.norm(grads)
-        direction, opt_state = tx.update(grads, opt_state, params)
-        params = apply_update(params, direction, lr)
+        direction, new_opt_state = tx.update(grads, opt_state, params)
+        new_params = apply_update(params, direction, lr)
+        # A mini-batch of padding rows only (a short last batch) has a zero gradient, but AdamW would still step
+        # along its momentum and decay the weights: skip it, and leave it out of the metrics' means.
+        has_tokens = aux["count"] > 0
+        keep_if_empty = functools.partial(jax.tree.map, lambda new, old: jnp.where(has_tokens, new, old))
+        params, opt_state = keep_if_empty(new_params, params), keep_if_empty(new_opt_state, opt_state)
         count = jnp.maximum(aux["count"], 1.0)
         step_metrics = {k: v / count for k, v in aux.items() if k != "count"}
         step_metrics["grad_norm"] = grad_norm
-        return (params, opt_state), step_metrics
+        return (params, opt_state), (step_metrics, has_tokens)
 
     packed = None if plan is None else _constrain(pack_minibatches(batch, plan), packed_rows)  # [E, K, G, M, W]
 
@@ -193,9 +198,10 @@ def run_epochs(params, opt_state, batch: PPOBatch, rng: Array, loss_sums: Callab
         return jax.lax.scan(minibatch_step, carry, minibatches)
 
     epoch_rngs = jax.random.split(jax.random.wrap_key_data(rng), cfg.ppo_epochs)
-    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state),
-                                                (epoch_rngs, jnp.arange(cfg.ppo_epochs)))
-    return params, opt_state, jax.tree.map(jnp.mean, metrics)
+    (params, opt_state), (metrics, has_tokens) = jax.lax.scan(epoch, (params, opt_state),
+                                                              (epoch_rngs, jnp.arange(cfg.ppo_epochs)))
+    steps = jnp.maximum(has_tokens.sum(), 1)  # the mini-batch steps that were taken
+    return params, opt_state, jax.tree.map(lambda m: jnp.where(has_tokens, m, 0.0).sum() / steps, metrics)
 
 
 # ------------------------------------------------------------------------------------------------ losses as sums

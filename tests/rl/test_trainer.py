@@ -163,6 +163,24 @@ def test_run_epochs_same_update_for_any_micro_split():
     assert max_abs_diff(results[0][0], params) > 1e-3  # two optimizer steps moved the weights
 
 
+
+def test_run_epochs_skips_a_mini_batch_of_padding_rows():
+    """A short last batch leaves whole mini-batches of padding rows: no AdamW step (momentum, weight decay) on them,
+    and their zero losses stay out of the metrics — the update equals the one over the real rows alone."""
+    real = _linear_batch([12, 1, 1, 2], seed=4)
+    padded = jax.tree.map(lambda x: np.concatenate([x, x]) if np.ndim(x) else x, real)
+    padded = padded.replace(policy_mask=np.concatenate([real.policy_mask, np.zeros_like(real.policy_mask)]))
+    params = {"w": jnp.asarray(np.random.default_rng(5).normal(size=(VOCAB, VOCAB)), jnp.float32)}
+    optim = OptimConfig(lr=0.1, weight_decay=0.01)
+    cfg = PPOConfig(mini_batch_size=4, micro_batch_size=4, ppo_epochs=2)
+    rng = jax.random.key_data(jax.random.key(0))
+    updates = [run_epochs(params, gradient_transform(optim).init(params), batch, rng, _linear_loss_sums, optim,
+                          jnp.float32(0.1), cfg) for batch in (real, padded)]
+    (alone, _, alone_metrics), (with_padding, _, padded_metrics) = updates
+    assert max_abs_diff(alone, params) > 1e-3  # the real rows did move the weights
+    assert max_abs_diff(with_padding, alone) < 1e-7
+    assert float(padded_metrics["pg_loss"]) == pytest.approx(float(alone_metrics["pg_loss"]), abs=1e-7)
+
 # ------------------------------------------------------------------------------------------------ config
 
 def test_learning_rate_schedule_per_iteration():
