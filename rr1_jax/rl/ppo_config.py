@@ -88,6 +88,9 @@ class PPOConfig:
             raise ValueError("ppo.ppo_epochs must be >= 1, ppo.critic_warmup >= 0 and ppo.temperature > 0")
         if self.ref_refresh_every < 0:
             raise ValueError(f"ppo.ref_refresh_every={self.ref_refresh_every} must be >= 0 (0: never refresh)")
+        if not (self.recompute_old_logprobs or self.state_masking):
+            raise ValueError("ppo.recompute_old_logprobs=False needs ppo.state_masking=True: the rollout records "
+                             "log-probs of sampled tokens only, so observation tokens would get an old log-prob of 0")
 
     @property
     def uses_critic(self) -> bool:

@@ -199,6 +199,8 @@ def test_config_errors_name_the_key():
         PPOConfig(adv_estimator="rloo")
     with pytest.raises(ValueError, match="micro_batch_size"):
         PPOConfig(mini_batch_size=6, micro_batch_size=4)
+    with pytest.raises(ValueError, match="state_masking=True"):
+        PPOConfig(recompute_old_logprobs=False, state_masking=False)
     assert PPOConfig(adv_estimator="grpo").kl_in_loss and not PPOConfig().kl_in_loss
     trainer = gae_trainer()
     with pytest.raises(ValueError, match="mini_batch_size"):
