@@ -5,7 +5,7 @@ One checkpoint step holds two items:
           asynchronously from device, restored onto ANY mesh through abstract targets carrying shardings;
   extras  JSON: data iterator position, CostNormalizer window, metrics step, the run config (secrets redacted).
 `keep` (max_to_keep) old steps are retained. A step that fails to restore (truncated/corrupted files) is skipped
-with a warning and the previous one is used.
+with a warning, the previous one is used, and the bad step is renamed `unreadable-<step>` so later saves go on.
 """
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ class TrainCheckpointer:
             if step not in steps:
                 raise CheckpointError(f"no checkpoint step {step} in {self.directory}; available: {steps}")
             steps = [step]
+        unreadable = []
         for candidate in reversed(steps):
             args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), extras=ocp.args.JsonRestore())
             try:
@@ -91,11 +92,33 @@ class TrainCheckpointer:
                 warnings.warn(f"checkpoint step {candidate} in {self.directory} could not be restored "
                               f"({type(e).__name__}: {str(e)[:300]}); falling back to the previous step",
                               RuntimeWarning, stacklevel=2)
+                unreadable.append(candidate)
                 continue
+            if unreadable and step is None:
+                self._set_aside(unreadable)
             return candidate, restored.state, dict(restored.extras)
         if steps:
             raise CheckpointError(f"none of the checkpoints {steps} in {self.directory} could be restored")
         return None
+
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Rename unreadable steps newer than the one restored to `unreadable-<step>` (kept for inspection):
+        orbax saves no step at or below the newest one on disk, so left in place they would block the resumed
+        run's saves up to that step."""
+        if jax.process_index() == 0:
+            for bad in steps:
+                source, target = os.path.join(self.directory, str(bad)), os.path.join(self.directory,
+                                                                                       f"unreadable-{bad}")
+                while os.path.exists(target):
+                    target += "-again"
+                os.rename(source, target)
+                log.warning("moved the unreadable checkpoint step %d to %s", bad, target)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("rr1_jax checkpoint: unreadable steps set aside")
+        self._manager.reload()
 
 
 def _check_shapes(restored, abstract) -> None:

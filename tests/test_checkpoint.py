@@ -92,7 +92,12 @@ def test_truncated_checkpoint_falls_back_to_previous(tmp_path):
         step, state, extras = checkpointer.restore(trainer.abstract_state())
     assert step == 1 and int(state.step) == 1 and extras["data"] == {"position": 1}
     assert max_abs_diff(state.actor, states[1]) == 0.0
-    for path in glob.glob(str(tmp_path / "ckpt" / "1" / "state" / "**" / "d" / "*"), recursive=True):
+    # the bad step is kept aside, so the resumed run saves step 2 again instead of skipping it
+    assert checkpointer.all_steps() == [1] and os.path.isdir(tmp_path / "ckpt" / "unreadable-2")
+    assert checkpointer.save(2, state, data_state={"position": 22})
+    checkpointer.wait()
+    assert checkpointer.restore(trainer.abstract_state())[2]["data"] == {"position": 22}
+    for path in glob.glob(str(tmp_path / "ckpt" / "[12]" / "state" / "**" / "d" / "*"), recursive=True):
         os.truncate(path, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
