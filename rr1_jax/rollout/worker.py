@@ -38,6 +38,7 @@ from rr1_jax.rollout.pool import Budget, PoolClient, RouteResult
 from rr1_jax.rollout.trajectory import build_trajectories
 
 MODES = ("async", "sync")
+ANSWER_END = "</answer>"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,7 +255,13 @@ class RolloutWorker:
                                           pad_id, num_rows=self.policy.num_slots)
         episodes = []
         for slot in self._slots:
-            slot.info.response_text = self.tokenizer.decode(slot.response, skip_special_tokens=True)
+            text = self.tokenizer.decode(slot.response, skip_special_tokens=True)
+            end = text.rfind(ANSWER_END)
+            if slot.info.finished == "answer" and end >= 0:
+                # the id completing `</answer>` may carry more bytes (`>.`); they stay in the trained ids
+                # (generate/stops.py), but the text the rewards read ends where upstream's cut text ends
+                text = text[:end + len(ANSWER_END)]
+            slot.info.response_text = text
             episodes.append(slot.info)
         return RolloutResult(trajectories, episodes, self._timing)
 

@@ -10,6 +10,7 @@ from flax import nnx
 from rr1_jax.generate.sampling import SamplingParams, behaviour_log_probs
 from rr1_jax.model.config import ModelConfig
 from rr1_jax.model.transformer import abstract_model, forward
+from rr1_jax.rl.rewards import format_reward
 from rr1_jax.rollout.policy import ScriptedPolicy, engine_policy
 from rr1_jax.rollout.pool import PoolClient, PoolConfig
 from rr1_jax.rollout.prompts import render_prompt
@@ -108,6 +109,18 @@ def test_batch_where_no_slot_routes(task, tokenizer):
     assert server.requests == 0 and all(x.num_routes == 0 for x in result.episodes)
     assert [x.num_generations for x in result.episodes] == [1, 3, 3]
     assert result.episodes[2].finished == "turn-limit" and np.asarray(result.trajectories.row_valid).all()
+
+
+def test_reward_text_ends_at_the_answer_as_upstreams_cut(task, tokenizer):
+    """The id completing `</answer>` may carry more bytes (`>.`): they stay in the trained ids (generate/stops.py),
+    but the text the rewards read ends at `</answer>`, as upstream's cut turn text does (format 0, not -1)."""
+    answer = encode(tokenizer, "<think>done</think><answer> 42 </answer>.")
+    result, _ = run_rollout(task, ScriptedPolicy([[answer]]), tokenizer, [encode(tokenizer, "q?")],
+                            RolloutConfig(max_turns=1))
+    episode = result.episodes[0]
+    assert episode.finished == "answer" and episode.response_text == "<think>done</think><answer> 42 </answer>"
+    assert format_reward(episode.response_text) == 0.0
+    assert int(np.asarray(result.trajectories.loss_mask[0]).sum()) == len(answer)  # "." is still a trained id
 
 
 def test_truncation_invalid_observation_and_budget(task, tokenizer, route_query):
