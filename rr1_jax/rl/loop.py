@@ -210,6 +210,16 @@ def summarize_validation(result: Optional[MethodResult]) -> dict:
             if result.overall(k) is not None}
 
 
+def check_response_fits(r) -> None:
+    """The longest possible episode response must fit the largest `rollout.response_buckets` width."""
+    longest = (r.max_turns + 1) * r.max_turn_tokens + r.max_turns * r.max_obs_length
+    if longest > max(r.response_buckets):
+        raise ValueError(f"rollout.response_buckets={tuple(r.response_buckets)} cannot hold the longest response: "
+                         f"{r.max_turns + 1} generations of max_turn_tokens={r.max_turn_tokens} and {r.max_turns} "
+                         f"observations of max_obs_length={r.max_obs_length} are {longest} tokens; add a bucket "
+                         f">= {longest} or lower those limits")
+
+
 class Run:
     """The pieces of one training run after set-up (see `train`)."""
 
@@ -228,6 +238,7 @@ class Run:
             raise ValueError("ppo.adv_estimator='grpo' compares the episodes of one prompt: set rollout.n_agent >= 2 "
                              "(upstream's GRPO scripts use 5)")
         scheduled_alpha(c.reward.alpha, 0, c.reward.early_alpha, c.reward.early_steps)  # bad values fail here
+        check_response_fits(c.rollout)  # before any SFT or paid call, not after a whole rollout
         self.stack = contextlib.ExitStack()
         self.pool, self.pool_config = open_pool(c.pool, self.data.task, self.stack)
         self.template = routing_template(c, self.pool)

@@ -68,6 +68,10 @@ def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path):
     with pytest.raises(ValueError, match="4 x 3 episodes"):
         train(config, str(tmp_path / "uneven"))
     config.rollout.n_agent = 2
+    config.rollout.max_turns = 3  # 4 x 16 policy + 3 x 32 observation tokens > the one bucket of 128
+    with pytest.raises(ValueError, match="add a bucket >= 160"):
+        train(config, str(tmp_path / "long"))
+    config.rollout.max_turns = 1
     config.train.total_steps = 1
     summary = train(config, str(tmp_path / "grpo"))
     assert int(jax.device_get(summary["state"].step)) == 1
