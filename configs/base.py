@@ -117,7 +117,8 @@ def get_config() -> ml_collections.ConfigDict:
                                            pack=False))
 
     c.ppo = ml_collections.ConfigDict(dict(
-        adv_estimator="gae", gamma=1.0, lam=1.0, bridge_observations=False, clip_ratio=0.2, cliprange_value=0.5,
+        adv_estimator="gae", grpo_norm_by_std=True, gamma=1.0, lam=1.0, bridge_observations=False, clip_ratio=0.2,
+        cliprange_value=0.5,
         entropy_coeff=0.001, kl_ctrl="fixed", kl_coef=0.001, kl_target=cd.placeholder(float),
         kl_horizon=cd.placeholder(float), kl_penalty="kl", use_kl_loss=cd.placeholder(bool), kl_loss_coef=0.001,
         kl_loss_type="low_var_kl",

@@ -146,8 +146,12 @@ def gae_advantages(rewards: jnp.ndarray, values: jnp.ndarray, response_mask: jnp
 
 
 def grpo_advantages(scores: jnp.ndarray, response_mask: jnp.ndarray, group_ids: jnp.ndarray,
-                    num_groups: int | None = None, eps: float = GRPO_EPS) -> tuple[jnp.ndarray, jnp.ndarray]:
+                    num_groups: int | None = None, eps: float = GRPO_EPS,
+                    norm_by_std: bool = True) -> tuple[jnp.ndarray, jnp.ndarray]:
     """GRPO outcome advantages ``(advantages [N, R], returns [N, R])``: (s - μ_g)/(σ_g + eps) on every response token.
+
+    ``norm_by_std=False`` drops the division (verl's ``norm_adv_by_std_in_grpo=False``, "Dr. GRPO"): dividing by
+    σ_g weights each group by 1/σ_g, so nearly solved questions (small σ) dominate the update.
 
     ``scores`` is ``[N]`` per-sequence or ``[N, R]`` token-level (summed over R, as upstream). ``group_ids`` ``[N]``
     are dense ints in ``[0, num_groups)`` (``num_groups`` static, default N; ids outside it are silently dropped by
@@ -165,7 +169,9 @@ def grpo_advantages(scores: jnp.ndarray, response_mask: jnp.ndarray, group_ids: 
     singleton = count[group_ids] <= 1                                                 # [N]
     row_mean = jnp.where(singleton, 0.0, mean[group_ids])
     row_std = jnp.where(singleton, 1.0, std[group_ids])
-    row_adv = (seq_scores - row_mean) / (row_std + eps)                               # [N]
+    row_adv = seq_scores - row_mean                                                   # [N]
+    if norm_by_std:
+        row_adv = row_adv / (row_std + eps)
     advantages = row_adv[:, None] * response_mask.astype(dtype)                       # [N, R]
     return advantages, advantages
 

@@ -41,6 +41,7 @@ class PPOConfig:
     """One PPO iteration's algorithm settings. Batch sizes count trajectory rows."""
 
     adv_estimator: str = "gae"  # "gae" (with critic) | "grpo" (no critic, group-normalised outcome)
+    grpo_norm_by_std: bool = True  # grpo: divide by the group's std (upstream); False: mean-centred only (Dr. GRPO)
     gamma: float = 1.0
     lam: float = 1.0
     bridge_observations: bool = False  # GAE skips observation tokens (later-verl multi-turn variant); upstream off

@@ -102,7 +102,8 @@ def prepare_batch(state: TrainState, traj: Trajectories, scores: Array, group_id
             raise ValueError("ppo.adv_estimator='grpo' needs group_ids (one dense id per prompt)")
         groups = group_ids.shape[0] if num_groups is None else num_groups
         ids = jnp.where(valid, group_ids, groups)  # dummy rows fall outside every group
-        advantages, returns = algos.grpo_advantages(rewards, response_mask, ids, groups)
+        advantages, returns = algos.grpo_advantages(rewards, response_mask, ids, groups,
+                                                    norm_by_std=cfg.grpo_norm_by_std)
 
     batch = PPOBatch(traj.tokens, traj.attention_mask, traj.positions, policy_mask, vmask, old_logp, ref_logp,
                      values, advantages, returns, p)

@@ -137,7 +137,7 @@ def ref_entropy(logits):
     return out
 
 
-def ref_grpo(scores, response, keys, eps):
+def ref_grpo(scores, response, keys, eps, norm_by_std=True):
     groups = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(scores[i])
@@ -145,7 +145,7 @@ def ref_grpo(scores, response, keys, eps):
     for i, key in enumerate(keys):
         members = groups[key]
         mean, std = (0.0, 1.0) if len(members) == 1 else (np.mean(members), np.std(members, ddof=1))
-        out[i] = (scores[i] - mean) / (std + eps) * response[i]
+        out[i] = (scores[i] - mean) / (std + eps if norm_by_std else 1.0) * response[i]
     return out
 
 
@@ -281,6 +281,9 @@ def test_grpo_matches_reference_with_per_prompt_keys(seed):
     equal = algos.grpo_advantages(np.ones(8, np.float32), b["response"], ids, num_groups)[0]
     close(equal[np.array([0, 1, 2, 3, 4, 5, 7])], 0.0)      # equal scores in a group -> zero advantage
     close(equal[6], b["response"][6] / (1 + 1e-6))           # singleton -> raw score
+    centred = algos.grpo_advantages(b["scores"], b["response"], ids, num_groups, norm_by_std=False)[0]
+    close(centred, ref_grpo(b["scores"], b["response"], keys, 1e-6, norm_by_std=False))  # Dr. GRPO: no 1/σ
+    assert np.abs(np.asarray(centred) - np.asarray(adv)).max() > 1e-2
 
 
 def test_masked_reductions():
