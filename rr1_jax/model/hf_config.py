@@ -1,6 +1,7 @@
 """Translate HF `config.json` (transformers v4 and v5 layouts) to and from `ModelConfig`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -66,8 +67,7 @@ def config_from_hf(raw: dict, path: str = "config.json", **overrides: Any) -> Mo
     try:
         hidden, heads = int(raw["hidden_size"]), int(raw["num_attention_heads"])
         theta, scaling = _rope(raw, path)
-        eos = raw.get("eos_token_id")
-        eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (int(eos),))
+        eos_ids = _eos_ids(raw.get("eos_token_id"), path)
         fields = dict(
             vocab_size=int(raw["vocab_size"]), hidden_size=hidden, num_layers=int(raw["num_hidden_layers"]),
             num_heads=heads, num_kv_heads=int(raw.get("num_key_value_heads") or heads),
@@ -84,8 +84,23 @@ def config_from_hf(raw: dict, path: str = "config.json", **overrides: Any) -> Mo
 
 
 def read_hf_config(model_dir: str, **overrides: Any) -> ModelConfig:
+    """config.json's ModelConfig; its EOS ids also take generation_config.json's, where generation stops as in
+    vLLM (Qwen2.5-Instruct: `<|im_end|>` in config.json, `<|endoftext|>` too in generation_config.json)."""
     path = os.path.join(model_dir, "config.json")
-    return config_from_hf(read_json(path), path, **overrides)
+    config = config_from_hf(read_json(path), path, **overrides)
+    generation = os.path.join(model_dir, "generation_config.json")
+    if "eos_token_ids" in overrides or not os.path.isfile(generation):
+        return config
+    extra = _eos_ids(read_json(generation).get("eos_token_id"), generation)
+    return dataclasses.replace(config, eos_token_ids=tuple(dict.fromkeys(config.eos_token_ids + extra)))
+
+
+def _eos_ids(eos: Any, path: str) -> tuple[int, ...]:
+    """An HF `eos_token_id` (absent, one id or a list of ids) as a tuple of ints."""
+    try:
+        return tuple(int(i) for i in eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (int(eos),))
+    except (TypeError, ValueError):
+        raise WeightsError(f"{path}: eos_token_id {eos!r} is not an id or a list of ids") from None
 
 
 def config_to_hf(config: ModelConfig, torch_dtype: str = "float32") -> dict:

@@ -85,6 +85,13 @@ def check_tokenizer_matches(tokenizer, config: ModelConfig, where: str = "tokeni
                            f"the same directory or GGUF file")
 
 
+def stop_token_ids(tokenizer, config: ModelConfig) -> list[int]:
+    """The ids that end a generation: the tokenizer's EOS and the model's own EOS ids (config.json and
+    generation_config.json, as vLLM stops on them), those the tokenizer has."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return list(dict.fromkeys(ids + [i for i in config.eos_token_ids if 0 <= i < len(tokenizer)]))
+
+
 def chat_prompt_ids(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = True) -> list[int]:
     """Token ids of `messages` rendered with the model's chat template (plain concatenation if it has none)."""
     if getattr(tokenizer, "chat_template", None):

@@ -28,6 +28,7 @@ from rr1_jax.generate.buckets import pad_batch, pick_bucket
 from rr1_jax.generate.sampler import Sampler, StopReason
 from rr1_jax.generate.sampling import SamplingParams, slot_keys
 from rr1_jax.generate.stops import DEFAULT_STOP_STRINGS, StopMatcher, token_bytes_from_tokenizer
+from rr1_jax.model.tokenizer import stop_token_ids
 
 
 class Segment(NamedTuple):
@@ -96,7 +97,7 @@ class EnginePolicy:
 def engine_policy(graphdef, params, config, tokenizer, num_slots: int, max_turns: int, max_turn_tokens: int,
                   prompt_buckets: Sequence[int], obs_buckets: Sequence[int],
                   sampling: SamplingParams = SamplingParams.router_r1()) -> EnginePolicy:
-    """An `EnginePolicy` for Router-R1 episodes: stops at `</search>` / `</answer>` / the tokenizer's EOS, and a
+    """An `EnginePolicy` for Router-R1 episodes: stops at `</search>` / `</answer>` / an EOS id, and a
     cache long enough for the longest prompt bucket, `max_turns + 1` full generations and `max_turns`
     observations of the largest observation bucket."""
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
@@ -109,7 +110,8 @@ def engine_policy(graphdef, params, config, tokenizer, num_slots: int, max_turns
         pad = np.repeat(np.arange(stop.num_states, dtype=np.int16)[:, None], config.vocab_size - stop.table.shape[1],
                         axis=1)
         stop = StopMatcher(stop.strings, np.concatenate([stop.table, pad], axis=1), stop.num_states)
-    sampler = Sampler(graphdef, sampling, stop=stop, eos_ids=[tokenizer.eos_token_id], pad_id=tokenizer.pad_token_id)
+    sampler = Sampler(graphdef, sampling, stop=stop, eos_ids=stop_token_ids(tokenizer, config),
+                      pad_id=tokenizer.pad_token_id)
     cache_len = max(prompt_buckets) + (max_turns + 1) * max_turn_tokens + max_turns * max(obs_buckets)
     return EnginePolicy(sampler, params, config, num_slots, cache_len, max_turn_tokens, prompt_buckets, obs_buckets)
 

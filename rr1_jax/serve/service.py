@@ -26,7 +26,7 @@ from rr1_jax.generate.buckets import pick_bucket, round_up
 from rr1_jax.generate.sampler import Sampler
 from rr1_jax.generate.sampling import SamplingParams
 from rr1_jax.generate.slots import SlotBatch
-from rr1_jax.model.tokenizer import chat_prompt_ids
+from rr1_jax.model.tokenizer import chat_prompt_ids, stop_token_ids
 from rr1_jax.rollout.candidates import CandidatePool
 from rr1_jax.rollout.policy import engine_policy
 from rr1_jax.rollout.pool import PoolClient, PoolConfig
@@ -112,7 +112,7 @@ class Service:
         else:
             if self.tokenizer.eos_token_id is None:
                 raise ValueError("model mode needs a tokenizer with an EOS token")
-            sampler = Sampler(policy.graphdef, sampling, eos_ids=[self.tokenizer.eos_token_id],
+            sampler = Sampler(policy.graphdef, sampling, eos_ids=stop_token_ids(self.tokenizer, policy.config),
                               pad_id=self.tokenizer.pad_token_id)
         self.slots = SlotBatch(sampler, policy.params, policy.config, c.num_slots, self.cache_len, self.widths)
         self.batcher = ContinuousBatcher(self.slots, c.segment_steps, c.max_queue)
