@@ -101,7 +101,6 @@ class TrainCheckpointer:
             raise CheckpointError(f"none of the checkpoints {steps} in {self.directory} could be restored")
         return None
 
-
     def _set_aside(self, steps: list[int]) -> None:
         """Rename unreadable steps newer than the one restored to `unreadable-<step>` (kept for inspection):
         orbax saves no step at or below the newest one on disk, so left in place they would block the resumed
