@@ -64,7 +64,25 @@ def load_source_spec(spec: str, per_source: int = 0, *, validation: bool = False
 
 def load_sources(sources: list[tuple[Optional[str], str]], per_source: int = 0, *, validation: bool = False,
                  strict: bool = True, key: str = "data.source") -> list[QARecord]:
-    """`load_source_spec` of sources `check_source_files` has already checked."""
+    """`load_source_spec` of sources `check_source_files` has already checked; ids made distinct."""
+    return distinct_ids(_load_sources(sources, per_source, validation, strict, key))
+
+
+def distinct_ids(records: list[QARecord]) -> list[QARecord]:
+    """FlashRAG numbers each benchmark's rows on its own (`train_0` is an NQ and a HotpotQA question): when ids
+    repeat, each becomes `<data_source>/<id>`, and any still repeated gets `#<k>`, its k-th occurrence."""
+    if len({r.id for r in records}) == len(records):
+        return records
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        new_id = f"{r.data_source}/{r.id}"
+        seen[new_id] = seen.get(new_id, 0) + 1
+        out.append(r.replace(id=new_id if seen[new_id] == 1 else f"{new_id}#{seen[new_id] - 1}"))
+    return out
+
+
+def _load_sources(sources, per_source: int, validation: bool, strict: bool, key: str) -> list[QARecord]:
     if sources and sources[0][0] is None:
         return [r for _, path in sources for r in load_parquet(path, strict=strict)]
     by_name: dict[str, list[QARecord]] = {}

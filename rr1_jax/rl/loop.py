@@ -244,7 +244,8 @@ class Run:
         self.template = routing_template(c, self.pool)
         self.tokenizer = build_tokenizer(c, self.data, self.template, self.pool.names)
         self.model = build_policy(c, self.mesh, self.tokenizer)
-        self.prompts = {r.id: render_prompt(self.tokenizer, r.question, self.template)
+        # keyed by the question: a training and a validation question can share an id
+        self.prompts = {r.question: render_prompt(self.tokenizer, r.question, self.template)
                         for r in self.data.train + self.data.val}
         longest = max(len(p) for p in self.prompts.values())
         if longest > c.rollout.max_prompt_tokens:
@@ -332,7 +333,7 @@ async def _train(run: Run) -> dict:
                 prompts_used = [r for r, ok in zip(batch.records, batch.valid) if ok]
                 records = [r for r in prompts_used for _ in range(run.n_agent)]  # a prompt's group is contiguous
                 run.engine.params = hosts.decode_params(trainer.actor_state(state))
-                result = await rollout(run.engine, client, run.tokenizer, [run.prompts[r.id] for r in records],
+                result = await rollout(run.engine, client, run.tokenizer, [run.prompts[r.question] for r in records],
                                        run.rollout_config, seed=c.seed * 1_000_003 + step,
                                        slot_ids=hosts.slot_ids(run.engine.num_slots))
                 t_rollout = time.perf_counter() - t0

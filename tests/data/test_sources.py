@@ -6,13 +6,13 @@ import random
 import pytest
 
 from rr1_jax.data.qa import DataError, QARecord, records_to_parquet
-from rr1_jax.data.sources import check_source_files, load_source_spec, parse_source_spec
+from rr1_jax.data.sources import check_source_files, distinct_ids, load_source_spec, parse_source_spec
 
 
-def _flashrag(root, benchmark, split, n):
+def _flashrag(root, benchmark, split, n, ids=None):
     path = root / benchmark / f"{split}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"id": f"{benchmark}_{i}", "question": f"{benchmark} q{i}",
+    path.write_text("".join(json.dumps({"id": f"{ids or benchmark}_{i}", "question": f"{benchmark} q{i}",
                                         "golden_answers": [f"a{i}"]}) + "\n" for i in range(n)))
     return path
 
@@ -29,6 +29,18 @@ def test_flashrag_layout_samples_as_upstreams_merge_scripts(tmp_path):
     assert {r.metadata["extra_info"]["split"] for r in val} == {"test"} and len(val) == 6
     every = load_source_spec(f"{nq},{hotpot}")  # per_source 0: every row, file order
     assert [r.id for r in every] == [f"nq_{i}" for i in range(30)] + [f"hotpotqa_{i}" for i in range(20)]
+
+
+def test_ids_that_repeat_across_benchmarks_are_made_distinct(tmp_path):
+    """FlashRAG numbers each benchmark's rows on its own: NQ's and HotpotQA's `train_0` are different questions."""
+    nq, hotpot = _flashrag(tmp_path, "nq", "train", 5, ids="train"), _flashrag(tmp_path, "hotpotqa", "train", 5,
+                                                                                 ids="train")
+    records = load_source_spec(f"{nq},{hotpot}")
+    assert [r.id for r in records] == [f"nq/train_{i}" for i in range(5)] + [f"hotpotqa/train_{i}" for i in range(5)]
+    sampled = load_source_spec(f"{nq},{hotpot}", per_source=3)
+    assert len({r.id for r in sampled}) == 6
+    twice = [QARecord("7", "a?", ["x"], "nq"), QARecord("7", "b?", ["y"], "nq"), QARecord("8", "c?", ["z"], "nq")]
+    assert [r.id for r in distinct_ids(twice)] == ["nq/7", "nq/7#1", "nq/8"]
 
 
 def test_named_sources_env_vars_and_parquet(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from rr1_jax.rollout.simulated_pool import SIMULATED_KEY_ENV, SimulatedPoolConfi
 def _flashrag(root, benchmark, split, rows):
     path = root / benchmark / f"{split}.jsonl"
     path.parent.mkdir(parents=True)
-    path.write_text("".join(json.dumps({"id": f"{benchmark}_{i}", "question": q, "golden_answers": [a]}) + "\n"
+    path.write_text("".join(json.dumps({"id": f"{split}_{i}", "question": q, "golden_answers": [a]}) + "\n"
                             for i, (q, a) in enumerate(rows)))
     return path
 
