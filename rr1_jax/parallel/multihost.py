@@ -121,7 +121,10 @@ class HostLayout:
         local = global_batch // self.count
         if num_records is not None:
             shard = -(-num_records // self.count)  # QABatchIterator pads every shard to this length
-            last_start = local * (-(-shard // local) - 1)
+            if shard < local:
+                raise ValueError(f"{num_records} training questions over {self.count} processes are {shard} per "
+                                 f"process, fewer than its {local} slots; lower data.batch_size")
+            last_start = local * (shard // local - 1)  # training drops an epoch's short remainder
             if len(range(self.count - 1, num_records, self.count)) <= last_start:
                 raise ValueError(f"{num_records} training questions over {self.count} processes x {local} slots "
                                  f"leave the last process no real question in an epoch's last batch; drop or add a "
