@@ -89,6 +89,9 @@ class ContinuousBatcher:
     def cancel(self, job: Job) -> None:
         """Drop a request wherever it is (queued, decoding, waiting on a call); its slot is freed."""
         job.cancelled = True
+        queued = [i for i, waiting in enumerate(self.pending) if waiting is job]
+        if queued:  # a queued request gives its queue place back at once
+            del self.pending[queued[0]]
         for slot, owner in enumerate(self.owner):
             if owner is job:
                 self._free(slot)

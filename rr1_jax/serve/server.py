@@ -80,6 +80,9 @@ def _middlewares(api_token: Optional[str], token_env: str, redactor: SecretFilte
             return _error(err.status, message, "invalid_request_error")
         except EngineStopped as err:
             return _error(503, f"{err}; see the server log", "server_error")
+        except ConnectionResetError:  # the client went away mid-stream: nobody to answer, not a server fault
+            log.info("client disconnected: %s %s", request.method, request.path)
+            raise
         except Exception:  # a server fault: no detail in the body, the redacted traceback in the log
             error_id = uuid.uuid4().hex[:12]
             log.error("internal error %s on %s %s\n%s", error_id, request.method, request.path,
