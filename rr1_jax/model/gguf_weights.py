@@ -69,6 +69,12 @@ class GGUFSource:
         arch = self.metadata.get("general.architecture")
         if arch != "llama":
             raise WeightsError(f"{path}: GGUF architecture {arch!r} is not supported (only 'llama', e.g. SmolLM2)")
+        unsupported = {"rope_freqs.weight": "Llama-3.1+ RoPE frequency scaling",
+                       "blk.0.attn_output.bias": "an attention output bias"}
+        for name, what in unsupported.items():
+            if name in self._tensors:  # ignoring it would load a model with other logits, silently
+                raise WeightsError(f"{path}: {what} ({name}) is not supported in GGUF files; load the model's HF "
+                                   f"directory instead")
 
     def _field(self, key: str):
         field = self._reader.fields[key]

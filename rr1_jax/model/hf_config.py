@@ -64,6 +64,8 @@ def config_from_hf(raw: dict, path: str = "config.json", **overrides: Any) -> Mo
     model_type = _model_type(raw, path)
     if raw.get("mlp_bias"):
         raise WeightsError(f"{path}: mlp_bias=true is not supported")
+    if model_type == "llama" and raw.get("attention_bias"):  # HF Llama then also has an o_proj bias
+        raise WeightsError(f"{path}: attention_bias=true (q/k/v and o_proj biases) is not supported for llama")
     try:
         hidden, heads = int(raw["hidden_size"]), int(raw["num_attention_heads"])
         theta, scaling = _rope(raw, path)
@@ -73,7 +75,7 @@ def config_from_hf(raw: dict, path: str = "config.json", **overrides: Any) -> Mo
             num_heads=heads, num_kv_heads=int(raw.get("num_key_value_heads") or heads),
             head_dim=int(raw.get("head_dim") or hidden // heads), intermediate_size=int(raw["intermediate_size"]),
             rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)), rope_theta=theta, rope_scaling=scaling,
-            qkv_bias=model_type == "qwen2" or bool(raw.get("attention_bias", False)),
+            qkv_bias=model_type == "qwen2",
             tie_embeddings=bool(raw.get("tie_word_embeddings", False)),
             max_position_embeddings=int(raw.get("max_position_embeddings", 8192)), architecture=model_type,
             bos_token_id=raw.get("bos_token_id"), eos_token_ids=eos_ids)
@@ -116,7 +118,9 @@ def config_to_hf(config: ModelConfig, torch_dtype: str = "float32") -> dict:
         "torch_dtype": torch_dtype,
     }
     if config.architecture == "llama":
-        out["attention_bias"] = config.qkv_bias
+        if config.qkv_bias:  # HF Llama's attention_bias would add an o_proj bias this model does not have
+            raise WeightsError("a llama with q/k/v biases only has no HF equivalent; export it as qwen2")
+        out["attention_bias"] = False
         out["mlp_bias"] = False
     if config.rope_scaling is not None:
         s = config.rope_scaling

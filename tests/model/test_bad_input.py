@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from rr1_jax.model.config import ModelConfig
@@ -31,6 +32,35 @@ def test_unsupported_architecture(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(raw))
     with pytest.raises(WeightsError, match=r"config.json: unsupported architecture 'gpt_neox'"):
         load_hf_model(str(tmp_path))
+
+
+def test_llama_attention_bias_is_refused(tmp_path):
+    """HF Llama with attention_bias has an o_proj bias too, which this model lacks: refuse, never drop it."""
+    make_hf_model("llama_untied", str(tmp_path))
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw["attention_bias"] = True
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(WeightsError, match="attention_bias=true .* not supported for llama"):
+        load_hf_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("tensor, what", [("rope_freqs.weight", "RoPE frequency scaling"),
+                                          ("blk.0.attn_output.bias", "attention output bias")])
+def test_gguf_features_the_model_lacks_are_refused(tmp_path, tensor, what):
+    gguf = pytest.importorskip("gguf", reason="gguf is in requirements.txt")
+    path = str(tmp_path / "model.gguf")
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_block_count(1)
+    writer.add_embedding_length(8)
+    writer.add_head_count(2)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    writer.add_tensor(tensor, np.ones(8, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(WeightsError, match=f"{what} .* not supported in GGUF files; load the model's HF"):
+        load_model(path)
 
 
 def test_unsupported_rope_type(tmp_path):
