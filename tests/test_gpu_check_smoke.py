@@ -44,6 +44,7 @@ def test_gpu_check_smoke_run_on_cpu(tmp_path):
 def test_chip_table_lookup():
     assert chip_spec("NVIDIA H100 80GB HBM3").name == "H100 SXM"
     assert chip_spec("NVIDIA H200").hbm_bandwidth == 4800e9
+    assert chip_spec("NVIDIA GH200 480GB").name == "GH200"  # not the H200's 141 GB
     assert chip_spec("TPU v5 lite").name == "TPU v5e" and chip_spec("TPU v5").name == "TPU v5p"
     assert chip_spec("NVIDIA L40S").name == "L40S" and chip_spec("NVIDIA L4").name == "L4"
     assert chip_spec("cpu") is None

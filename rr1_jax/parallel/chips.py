@@ -25,6 +25,7 @@ class ChipSpec:
 
 
 H200 = ChipSpec("H200", 141 * GB, 4800 * GB, 989e12)
+GH200 = ChipSpec("GH200", 96 * GB, 4000 * GB, 989e12)  # the 96 GB HBM3 part (the 144 GB one is under-counted)
 H100_SXM = ChipSpec("H100 SXM", 80 * GB, 3350 * GB, 989e12)
 H100_PCIE = ChipSpec("H100 PCIe", 80 * GB, 2000 * GB, 756e12)
 H100_NVL = ChipSpec("H100 NVL", 94 * GB, 3900 * GB, 835e12)
@@ -40,7 +41,7 @@ TPU_V6E = ChipSpec("TPU v6e", 32 * GIB, 1640 * GB, 918e12)
 
 # device_kind substrings (lower case) -> spec; the first match wins, so specific names come before generic ones.
 _BY_DEVICE_KIND: tuple[tuple[str, ChipSpec], ...] = (
-    ("h200", H200), ("h100 pcie", H100_PCIE), ("h100 nvl", H100_NVL), ("h100", H100_SXM),
+    ("gh200", GH200), ("h200", H200), ("h100 pcie", H100_PCIE), ("h100 nvl", H100_NVL), ("h100", H100_SXM),
     ("a100 80gb pcie", A100_80GB_PCIE), ("a100-sxm4-80gb", A100_80GB_SXM), ("a100", A100_40GB),
     ("l40s", L40S), ("l4", L4),
     ("tpu v4", TPU_V4), ("tpu v5 lite", TPU_V5E), ("tpu v5e", TPU_V5E), ("tpu v5p", TPU_V5P), ("tpu v5", TPU_V5P),
