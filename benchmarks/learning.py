@@ -47,7 +47,8 @@ from rr1_jax.config_overrides import apply_overrides, parse_override  # noqa: E4
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.data.synthetic_routing import routing_reference  # noqa: E402
 from rr1_jax.eval.scoring import CALLS_PREFIX, OVERALL  # noqa: E402
-from rr1_jax.rl.loop import load_run_data, train  # noqa: E402
+from rr1_jax.rl.loop import train  # noqa: E402
+from rr1_jax.rl.run_setup import load_run_data  # noqa: E402
 
 
 # PPO from the warm start. GRPO's per-question groups, several passes per batch and a KL loss to the uniform-route

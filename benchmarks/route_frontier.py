@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.learning import _config  # noqa: E402
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.data.synthetic_routing import routing_reference, two_hop_score  # noqa: E402
-from rr1_jax.rl.loop import load_run_data  # noqa: E402
+from rr1_jax.rl.run_setup import load_run_data  # noqa: E402
 
 
 def per_domain_routers(options: dict[str, list], weights: dict[str, float]) -> list[tuple[float, float, tuple]]:

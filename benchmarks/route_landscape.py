@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from configs import demo  # noqa: E402
-from rr1_jax.rl.loop import Run  # noqa: E402
+from rr1_jax.rl.run_setup import Run  # noqa: E402
 from rr1_jax.rl.rewards import exact_match, extract_answer  # noqa: E402
 from rr1_jax.rollout.pool import PoolClient  # noqa: E402
 from rr1_jax.rollout.worker import rollout  # noqa: E402

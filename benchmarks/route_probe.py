@@ -29,7 +29,7 @@ from configs import demo  # noqa: E402
 from rr1_jax.data.demonstrations import make_demonstration  # noqa: E402
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.model.weights import load_model  # noqa: E402
-from rr1_jax.rl.loop import build_tokenizer, load_run_data, routing_template  # noqa: E402
+from rr1_jax.rl.run_setup import build_tokenizer, load_run_data, routing_template  # noqa: E402
 from rr1_jax.rollout.pool_setup import open_pool  # noqa: E402
 from rr1_jax.rollout.prompts import render_prompt  # noqa: E402
 

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 
 from configs import demo  # noqa: E402
 from rr1_jax.parallel.mesh import mesh_from_config  # noqa: E402
-from rr1_jax.rl.loop import (build_policy, build_tokenizer, load_run_data, routing_template,  # noqa: E402
-                             warm_start_rows)
+from rr1_jax.rl.run_setup import (build_policy, build_tokenizer, load_run_data, routing_template,  # noqa: E402
+                                  warm_start_rows)
 from rr1_jax.rl.packing import pack_steps, packed_width, unpadded_sequences  # noqa: E402
 from rr1_jax.rl.sft import SFTConfig, batch_indices, sft_train  # noqa: E402
 from rr1_jax.rollout.pool_setup import open_pool  # noqa: E402

@@ -54,7 +54,7 @@ def build_service(config, policy_spec: str, mode: str, stack: contextlib.ExitSta
         raise ValueError("no policy given: pass --policy=<HF export dir>, a .gguf, bundled:smollm2, tiny or toy")
     pool = pool_config = template = task = None
     if mode == "router":
-        from rr1_jax.rl.loop import load_run_data, routing_template
+        from rr1_jax.rl.run_setup import load_run_data, routing_template
         from rr1_jax.rollout.pool_setup import open_pool
 
         task = load_run_data(config).task if config.pool.kind == "simulated" else None

@@ -84,7 +84,7 @@ def test_missing_files_mixed_kinds_twice_listed_and_short_sources(tmp_path):
 
 def test_a_3b_config_loads_flashrag_files(tmp_path, monkeypatch):
     from configs import qwen3b
-    from rr1_jax.rl.loop import load_run_data
+    from rr1_jax.rl.run_setup import load_run_data
     for benchmark, split, n in (("nq", "train", 40), ("hotpotqa", "train", 30), ("nq", "test", 12),
                                 ("hotpotqa", "dev", 9)):
         _flashrag(tmp_path / "data", benchmark, split, n)

@@ -1,6 +1,6 @@
 """A policy exported from a synthetic-tokenizer run keeps its token ids when reloaded under other data sizes."""
 from configs import tiny
-from rr1_jax.rl.loop import build_tokenizer, load_run_data
+from rr1_jax.rl.run_setup import build_tokenizer, load_run_data
 
 
 def test_exported_policy_loads_its_own_tokenizer(tmp_path):

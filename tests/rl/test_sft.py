@@ -153,7 +153,7 @@ def test_batches_hold_whole_groups_and_single_rows_shuffle_as_a_plain_permutatio
 
 def test_balanced_batches_config_groups_all_routes_of_a_question():
     from configs import demo
-    from rr1_jax.rl.loop import load_run_data, sft_warm_start
+    from rr1_jax.rl.run_setup import load_run_data, sft_warm_start
 
     c = demo.get_config()
     c.data.synthetic.update(dict(num_train=24, num_test=8))
