@@ -22,6 +22,7 @@ EPISODE_METRICS = {"reward": "episode/reward", "exact_match": "episode/em", "cos
 PROGRESS_FIELDS = {"reward": "episode/reward", "EM": "episode/em", "cost": "episode/cost",
                    "routes": "episode/routes", "tok/s": "perf/tokens_per_s"}
 TOKENS_KEY = "perf/tokens"  # tokens processed in the step: the logger derives perf/tokens_per_s from it
+ITERATION_KEY = "perf/iteration_s"  # the step's own wall seconds (rollout + update), when the loop reports them
 
 
 def redact_secrets(tree: Any) -> Any:
@@ -51,12 +52,15 @@ class MetricsLogger:
     """`log(step, metrics)` each PPO iteration, `close()` at the end (writes the plots).
 
     log_dir/metrics.jsonl, log_dir/tb/events.*, log_dir/plots/*.png. `process_index` defaults to
-    `jax.process_index()`; non-zero processes are silent no-ops.
+    `jax.process_index()`; non-zero processes are silent no-ops. `start_step`: the step a resumed run restarts
+    from; rows logged after it by the interrupted run (steps it will redo) move to metrics.superseded.jsonl,
+    TensorBoard purges them, W&B resumes the same run and the progress bar starts there.
     """
 
     def __init__(self, log_dir: str, *, total_steps: Optional[int] = None, tensorboard: bool = True,
                  wandb: bool = False, wandb_project: str = "rr1_jax", run_name: Optional[str] = None,
-                 progress: bool = True, config: Optional[Mapping] = None, process_index: Optional[int] = None):
+                 progress: bool = True, config: Optional[Mapping] = None, process_index: Optional[int] = None,
+                 start_step: int = 0):
         if process_index is None:
             import jax
             process_index = jax.process_index()
@@ -72,9 +76,11 @@ class MetricsLogger:
         if config is not None:
             with open(os.path.join(self.log_dir, "config.json"), "w") as f:
                 json.dump(safe_config, f, indent=2, sort_keys=True)
+        superseded = self._set_aside_rows_after(start_step)
         if tensorboard:
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(self.log_dir, "tb"))
+            self._tb = SummaryWriter(os.path.join(self.log_dir, "tb"),
+                                     purge_step=start_step + 1 if superseded else None)
         if wandb:
             try:
                 import wandb as wandb_lib
@@ -83,18 +89,41 @@ class MetricsLogger:
                               RuntimeWarning, stacklevel=2)
             else:
                 self._wandb = wandb_lib.init(project=wandb_project, name=run_name, config=safe_config,
-                                             dir=self.log_dir)
+                                             dir=self.log_dir, id=self._wandb_run_id(), resume="allow")
         if progress:
             from tqdm.auto import tqdm
-            self._bar = tqdm(total=total_steps, desc="ppo", unit="step", dynamic_ncols=True)
+            self._bar = tqdm(total=total_steps, initial=start_step, desc="ppo", unit="step", dynamic_ncols=True)
+
+    def _set_aside_rows_after(self, step: int) -> int:
+        """Move metrics.jsonl rows with a step above `step` to metrics.superseded.jsonl; returns how many."""
+        rows = self.history()
+        later = [r for r in rows if r["step"] > step]
+        if later:
+            with open(os.path.join(self.log_dir, "metrics.superseded.jsonl"), "a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in later)
+            with open(self.jsonl_path, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows if r["step"] <= step)
+        return len(later)
+
+    def _wandb_run_id(self) -> str:
+        """One W&B run id per log directory, so a resumed run continues the same W&B run."""
+        path = os.path.join(self.log_dir, "wandb_run_id")
+        if not os.path.isfile(path):
+            with open(path, "w") as f:
+                f.write(os.urandom(8).hex())
+        with open(path) as f:
+            return f.read().strip()
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         if not self.active:
             return
         scalars = _scalars(metrics)
         now = time.perf_counter()
-        if TOKENS_KEY in scalars and self._last_time is not None and "perf/tokens_per_s" not in scalars:
-            scalars["perf/tokens_per_s"] = scalars[TOKENS_KEY] / max(now - self._last_time, 1e-9)
+        if TOKENS_KEY in scalars and "perf/tokens_per_s" not in scalars:
+            # over the iteration itself when the loop reports it, not the checkpoint save or validation around it
+            seconds = scalars.get(ITERATION_KEY, None if self._last_time is None else now - self._last_time)
+            if seconds is not None:
+                scalars["perf/tokens_per_s"] = scalars[TOKENS_KEY] / max(seconds, 1e-9)
         self._last_time = now
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps({"step": int(step), "time": time.time(), **scalars}) + "\n")

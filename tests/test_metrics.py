@@ -55,3 +55,21 @@ def test_non_scalar_metric_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="'episode/text' is not a scalar"):
         logger.log(1, {"episode/text": "hello"})
     assert redact_secrets({"nested": [{"OPENAI_API_KEY": "x"}]}) == {"nested": [{"OPENAI_API_KEY": "<redacted>"}]}
+
+
+def test_a_resumed_run_supersedes_the_rows_it_redoes(tmp_path):
+    """Killed after step 3 with the newest checkpoint at step 2: the resumed run logs steps 3-4 once each, the
+    interrupted run's step 3 moves aside, the bar starts at 2, and tokens/s is over each iteration's own time."""
+    first = MetricsLogger(str(tmp_path), progress=False, process_index=0)
+    for step in (1, 2, 3):
+        first.log(step, {**_episode(step), "perf/iteration_s": 4.0})
+    resumed = MetricsLogger(str(tmp_path), total_steps=4, start_step=2, process_index=0)
+    assert resumed._bar.n == 2
+    for step in (3, 4):
+        resumed.log(step, {**_episode(step), "episode/reward": 9.0, "perf/iteration_s": 2.0})
+    resumed.close()
+    rows = resumed.history()
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and [r["episode/reward"] for r in rows[2:]] == [9.0, 9.0]
+    assert [r["perf/tokens_per_s"] for r in rows] == [250.0, 250.0, 500.0, 500.0]
+    with open(tmp_path / "metrics.superseded.jsonl") as f:
+        assert [json.loads(line)["step"] for line in f] == [3]

@@ -82,7 +82,7 @@ async def _train(run: Run) -> dict:
         normalizer.load_state_dict(extras["cost_normalizer"])
     logger = MetricsLogger(run.workdir, total_steps=c.train.total_steps, tensorboard=c.metrics.tensorboard,
                            wandb=c.metrics.wandb, wandb_project=c.metrics.wandb_project,
-                           progress=c.metrics.progress, config=c.to_dict())
+                           progress=c.metrics.progress, config=c.to_dict(), start_step=start)
     guard = PreemptionGuard().install()
     warm = run.warm_start
     summary = {"copy_losses": warm.copy_losses if warm else [], "sft_losses": warm.sft_losses if warm else [],
@@ -94,6 +94,7 @@ async def _train(run: Run) -> dict:
         if start == 0 and c.train.val_every:
             summary["before"] = await run.validate(client, run.initial_params, c.seed)
         done, stop = start, False  # PPO iterations completed; a signal asked to stop
+        validated = (None, None)  # (iteration, greedy validation result) of the latest validation
         for step in range(start, c.train.total_steps):
             t0 = time.perf_counter()
             with count_compilations() as compiles:  # XLA compilations of this iteration (0 once warm)
@@ -123,17 +124,19 @@ async def _train(run: Run) -> dict:
                             "perf/rollout_s": t_rollout, "perf/iteration_s": t_iteration,
                             "perf/call_latency_hidden": result.timing.hidden_fraction,
                             "perf/compiles": compiles.count})
-            if c.train.val_every and (step + 1) % c.train.val_every == 0:
-                metrics.update(summarize_validation(await run.validate(client, trainer.actor_state(state), c.seed)))
             done = step + 1
+            if c.train.val_every and done % c.train.val_every == 0:
+                validated = (done, await run.validate(client, trainer.actor_state(state), c.seed))
+                metrics.update(summarize_validation(validated[1]))
             logger.log(done, metrics)
             stop = hosts.any(guard.requested)
             ckpt.save(done, state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
                       metrics_step=done, config=c.to_dict(), force=stop)
             if stop:
                 break
-        if c.train.val_every and not stop:
-            summary["after"] = await run.validate(client, trainer.actor_state(state), c.seed)
+        if c.train.val_every and not stop:  # greedy and seeded: the last iteration's validation is the same
+            summary["after"] = (validated[1] if validated[0] == done else
+                                await run.validate(client, trainer.actor_state(state), c.seed))
     seconds["validation"] = run.validation_s
     summary["preempted"] = stop  # saved and stopped early: no final validation or export (a rerun resumes)
     ckpt.wait()

@@ -57,7 +57,16 @@ def test_resume_restores_the_warm_start_instead_of_training_it_again(tmp_path):
         assert (jax.device_get(a) == jax.device_get(b)).all()
 
 
-def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path):
+def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path, monkeypatch):
+    from rr1_jax.rl.run_setup import Run
+
+    validations, validate = [], Run.validate
+
+    async def counted(self, *args):  # validations run: before PPO, after step 1; the summary's "after" reuses it
+        validations.append(args[-1])
+        return await validate(self, *args)
+
+    monkeypatch.setattr(Run, "validate", counted)
     config = tiny.get_config()
     config.ppo.update(dict(adv_estimator="grpo", mini_batch_size=4))
     config.data.batch_size = 4
@@ -72,9 +81,10 @@ def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path):
     with pytest.raises(ValueError, match="add a bucket >= 160"):
         train(config, str(tmp_path / "long"))
     config.rollout.max_turns = 1
-    config.train.total_steps = 1
+    config.train.update(dict(total_steps=1, val_every=1))
     summary = train(config, str(tmp_path / "grpo"))
     assert int(jax.device_get(summary["state"].step)) == 1
+    assert len(validations) == 2 and summary["after"] is not None
     (row,) = [json.loads(x) for x in open(tmp_path / "grpo" / "metrics.jsonl")]
     assert all(map(math.isfinite, row.values())), row
     assert "critic/vf_loss" not in row and row["actor/updated"] == 1
