@@ -1,6 +1,6 @@
 """Serve a router policy (or a plain chat model) behind the OpenAI chat-completions API.
 
-    python launch/serve.py --config=configs/smollm2.py --policy=runs/smollm2/export --port=8000
+    python launch/serve.py --config=configs/smollm2.py --policy=runs/smollm2/hf_export --port=8000
     python launch/serve.py --config=configs/tiny.py --policy=toy --max_prompt_tokens=512 --max_obs_length=256
     python launch/serve.py --config=configs/smollm2.py --policy=bundled:smollm2 --mode=model --port=8001
 
@@ -16,12 +16,19 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _REPO)
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/tiny.py", "Config file (pool, prompt, rollout sizes).")
+from rr1_jax.config_overrides import check_config_flags  # noqa: E402
+
+_DEFAULT_CONFIG = os.path.join(_REPO, "configs", "tiny.py")  # whatever the working directory
+if __name__ == "__main__":  # before absl, which applies --config.* overrides as it defines the flag
+    check_config_flags(sys.argv, _DEFAULT_CONFIG)
+_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
+                                          "Config file (pool, prompt, rollout sizes).")
 _POLICY = flags.DEFINE_string("policy", None, "HF export dir, .gguf, bundled:smollm2, tiny (random) or toy.")
 _MODE = flags.DEFINE_enum("mode", "router", ["router", "model"], "router: Router-R1 loop; model: plain chat model.")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to bind (loopback by default).")

@@ -15,12 +15,19 @@ import os
 import signal
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _REPO)
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Training config file.", lock_config=True)
+from rr1_jax.config_overrides import check_config_flags  # noqa: E402
+
+_DEFAULT_CONFIG = os.path.join(_REPO, "configs", "demo.py")  # whatever the working directory
+if __name__ == "__main__":  # before absl, which applies --config.* overrides as it defines the flag
+    check_config_flags(sys.argv, _DEFAULT_CONFIG)
+_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Training config file.",
+                                          lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and exports (default: config.workdir).")
 
 

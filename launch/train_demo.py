@@ -12,12 +12,18 @@ import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _REPO)
 
 from absl import app, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Demo config.", lock_config=True)
+from rr1_jax.config_overrides import check_config_flags  # noqa: E402
+
+_DEFAULT_CONFIG = os.path.join(_REPO, "configs", "demo.py")  # whatever the working directory
+if __name__ == "__main__":  # before absl, which applies --config.* overrides as it defines the flag
+    check_config_flags(sys.argv, _DEFAULT_CONFIG)
+_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Demo config.", lock_config=True)
 
 
 def main(argv):

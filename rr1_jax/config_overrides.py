@@ -1,13 +1,17 @@
 """`KEY=VALUE` overrides of an ml_collections config for scripts that are not absl apps (benchmarks, test workers).
 
 `launch/train.py` takes `--config.a.b=v` through `ml_collections.config_flags`; these helpers give other command
-lines the same dotted keys, with a value read as a Python literal (anything else stays a string).
+lines the same dotted keys, with a value read as a Python literal (anything else stays a string), and check the
+launchers' `--config.*` keys before absl applies them (`check_config_flags`), so a misspelled key is one line
+naming the valid ones, not a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import ast
-from typing import Iterable
+import importlib.util
+import os
+from typing import Iterable, Optional, Sequence
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -31,3 +35,37 @@ def apply_overrides(config, pairs: Iterable[tuple[str, object]], where: str = "t
         if not hasattr(node, "get") or last not in node:
             raise KeyError(f"config key {key!r} does not exist in {where} (see configs/base.py)")
         node[last] = value
+
+
+def unknown_key_message(config, key: str) -> Optional[str]:
+    """None if the dotted `key` exists in `config`, else what is wrong and the valid keys where it goes astray."""
+    node, walked = config, []
+    for part in key.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            where = ".".join(walked) or "the config"
+            valid = sorted(node.keys()) if hasattr(node, "keys") else []
+            return (f"config key {key!r} does not exist: {where} has {valid}" if valid else
+                    f"config key {key!r} does not exist: {where} is a value, not a section")
+        node, walked = node[part], walked + [part]
+    return None
+
+
+def check_config_flags(argv: Sequence[str], default_config: str, flag: str = "config") -> None:
+    """Exit with one clear line when a `--<flag>.a.b=v` key of `argv` is not in the config file it names."""
+    path, keys = default_config, []
+    for i, arg in enumerate(argv[1:], start=1):
+        name, eq, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name == flag:
+            path = value if eq else (argv[i + 1] if i + 1 < len(argv) else path)  # --config=F or --config F
+        elif arg.startswith("-") and name.startswith(flag + "."):
+            keys.append(name[len(flag) + 1:])
+    if not keys or not os.path.isfile(path):  # absl reports a missing file itself
+        return
+    spec = importlib.util.spec_from_file_location("_checked_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    for key in keys:
+        message = unknown_key_message(config, key)
+        if message:
+            raise SystemExit(f"error: --{flag}.{key}: {message} (configs/base.py documents every key)")
