@@ -79,6 +79,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.rollout.top_p = 0.95
     c.rollout.response_buckets = (1024, 2048, 4096, 8192)
     c.rollout.n_agent = 1  # episodes per prompt; GRPO's group size (upstream's GRPO scripts: 5)
+    # Episodes decoded at once (the KV cache and prefill memory scale with it); 0 = every episode of the batch.
+    # Must divide a process's episodes per batch (data.batch_size / processes x n_agent). docs/scaling.md.
+    c.rollout.slots_per_wave = 0
+    c.rollout.decode_from_train_shards = False  # decode with the training-layout weights, no decode copy (1 process)
 
     # Reward: format gate ▸ exact match ▸ (1-α) + α·cost_reward (upstream's hierarchy).
     c.reward = ml_collections.ConfigDict()

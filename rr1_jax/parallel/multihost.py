@@ -30,6 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from rr1_jax.parallel.mesh import DECODE_RULES, ShardingRules, make_mesh, param_shardings
+from rr1_jax.rollout.trajectory import pad_trajectories
 
 
 def spans_processes(mesh: Mesh) -> bool:
@@ -214,27 +215,3 @@ class HostLayout:
         """A checkpoint's data-iterator state for this process: hosts advance in lock step, so process 0's saved
         position is every process's; only the process index differs."""
         return saved if not self.multi else {**saved, "process_index": self.index}
-
-
-def pad_trajectories(traj, prompt_width: int, response_width: int, pad_id: int):
-    """The same rows with the prompt left-padded to `prompt_width` and the response right-padded to
-    `response_width` (masked pad columns; positions recomputed, so they are unchanged for real tokens)."""
-    from rr1_jax.rollout.trajectory import Trajectories
-
-    p0, r0 = traj.prompt_width, traj.response_width
-    if (p0, r0) == (prompt_width, response_width):
-        return traj
-    if prompt_width < p0 or response_width < r0:
-        raise ValueError(f"cannot shrink trajectories from ({p0}, {r0}) to ({prompt_width}, {response_width})")
-    left, right = prompt_width - p0, response_width - r0
-
-    def cols(x, value):
-        x = np.asarray(x)
-        return np.pad(x, ((0, 0), (left, right)), constant_values=value)
-
-    mask = cols(traj.attention_mask, False)
-    positions = ((np.cumsum(mask, axis=1) - 1) * mask).astype(np.int32)
-    resp = ((0, 0), (0, right))
-    return Trajectories(cols(traj.tokens, pad_id).astype(np.int32), mask, positions,
-                        np.pad(np.asarray(traj.loss_mask), resp), np.pad(np.asarray(traj.old_logprobs), resp),
-                        np.asarray(traj.row_valid), prompt_width)

@@ -30,7 +30,7 @@ from rr1_jax.rl.rewards import CostNormalizer, scheduled_alpha
 from rr1_jax.rl.run_setup import Run
 from rr1_jax.rollout.candidates import CandidatePool
 from rr1_jax.rollout.pool import PoolClient
-from rr1_jax.rollout.worker import rollout
+from rr1_jax.rollout.waves import rollout_in_waves
 
 
 def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNormalizer, reward_cfg, num_rows: int,
@@ -101,10 +101,12 @@ async def _train(run: Run) -> dict:
                 batch = next(batches)
                 prompts_used = [r for r, ok in zip(batch.records, batch.valid) if ok]
                 records = [r for r in prompts_used for _ in range(run.n_agent)]  # a prompt's group is contiguous
-                run.engine.params = hosts.decode_params(trainer.actor_state(state))
-                result = await rollout(run.engine, client, run.tokenizer, [run.prompts[r.question] for r in records],
-                                       run.rollout_config, seed=c.seed * 1_000_003 + step,
-                                       slot_ids=hosts.slot_ids(run.engine.num_slots))
+                actor = trainer.actor_state(state)
+                run.engine.params = actor if c.rollout.decode_from_train_shards else hosts.decode_params(actor)
+                result = await rollout_in_waves(run.engine, client, run.tokenizer,
+                                                [run.prompts[r.question] for r in records], run.rollout_config,
+                                                seed=c.seed * 1_000_003 + step, num_rows=run.local_episodes,
+                                                slot_ids=hosts.slot_ids(run.local_episodes))
                 t_rollout = time.perf_counter() - t0
                 traj = hosts.common_widths(result.trajectories, run.engine.pad_id)
                 cost_reward = hosts.cost_rewards(normalizer, [ep.cost for ep in result.episodes], traj.tokens.shape[0])

@@ -179,6 +179,16 @@ def check_response_fits(r) -> None:
 
 
 
+def check_waves(r, local_episodes: int, multi_process: bool) -> None:
+    """`rollout.slots_per_wave` divides a process's episodes per batch; training-shard decoding is single-process."""
+    if r.slots_per_wave < 0 or (r.slots_per_wave and local_episodes % r.slots_per_wave):
+        raise ValueError(f"rollout.slots_per_wave={r.slots_per_wave} must divide the {local_episodes} episodes a "
+                         f"process rolls out per batch (data.batch_size / processes x rollout.n_agent), or be 0")
+    if r.decode_from_train_shards and multi_process:
+        raise ValueError("rollout.decode_from_train_shards needs one process: with several, each decodes its own "
+                         "episodes on its own devices from a local copy of the weights")
+
+
 class Run:
     """The pieces of one training run after set-up (see `train`)."""
 
@@ -198,6 +208,7 @@ class Run:
                              "(upstream's GRPO scripts use 5)")
         scheduled_alpha(c.reward.alpha, 0, c.reward.early_alpha, c.reward.early_steps)  # bad values fail here
         check_response_fits(c.rollout)  # before any SFT or paid call, not after a whole rollout
+        check_waves(c.rollout, self.hosts.local_batch_size(c.data.batch_size) * self.n_agent, self.hosts.multi)
         self.stack = contextlib.ExitStack()
         self.pool, self.pool_config = open_pool(c.pool, self.data.task, self.stack)
         self.template = routing_template(c, self.pool)
@@ -230,13 +241,15 @@ class Run:
         self.rollout_config = RolloutConfig(
             max_turns=r.max_turns, max_obs_length=r.max_obs_length, segment_steps=r.segment_steps, mode=r.mode,
             prompt_buckets=(self.prompt_width,), response_buckets=tuple(r.response_buckets))
+        self.local_episodes = self.hosts.local_batch_size(c.data.batch_size) * self.n_agent  # rows per iteration
         self.engine = engine_policy(
             nnx.graphdef(self.model), self.initial_params, self.model.config, self.tokenizer,
-            num_slots=self.hosts.local_batch_size(c.data.batch_size) * self.n_agent, max_turns=r.max_turns,
+            num_slots=r.slots_per_wave or self.local_episodes, max_turns=r.max_turns,
             max_turn_tokens=r.max_turn_tokens,
             prompt_buckets=[self.prompt_width], obs_buckets=[round_up(r.max_obs_length, 16)],
             sampling=SamplingParams(temperature=r.temperature, top_p=r.top_p))
-        self.settings = GenerationSettings(num_slots=c.data.batch_size, max_turns=r.max_turns,
+        self.settings = GenerationSettings(num_slots=min(c.data.batch_size, r.slots_per_wave or c.data.batch_size),
+                                           max_turns=r.max_turns,
                                            max_turn_tokens=r.max_turn_tokens, max_obs_length=r.max_obs_length,
                                            segment_steps=r.segment_steps, max_prompt_tokens=self.prompt_width)
         self.evaluator = PolicyEvaluator(

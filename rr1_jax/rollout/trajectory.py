@@ -80,3 +80,41 @@ def build_trajectories(prompts: Sequence[Sequence[int]], responses: Sequence[Seq
     positions = (np.cumsum(mask, axis=1) - 1) * mask
     row_valid = np.arange(rows) < n
     return Trajectories(tokens, mask, positions.astype(np.int32), loss_mask, old_lp, row_valid, prompt_width)
+
+
+def pad_trajectories(traj, prompt_width: int, response_width: int, pad_id: int):
+    """The same rows with the prompt left-padded to `prompt_width` and the response right-padded to
+    `response_width` (masked pad columns; positions recomputed, so they are unchanged for real tokens)."""
+    p0, r0 = traj.prompt_width, traj.response_width
+    if (p0, r0) == (prompt_width, response_width):
+        return traj
+    if prompt_width < p0 or response_width < r0:
+        raise ValueError(f"cannot shrink trajectories from ({p0}, {r0}) to ({prompt_width}, {response_width})")
+    left, right = prompt_width - p0, response_width - r0
+
+    def cols(x, value):
+        x = np.asarray(x)
+        return np.pad(x, ((0, 0), (left, right)), constant_values=value)
+
+    mask = cols(traj.attention_mask, False)
+    positions = ((np.cumsum(mask, axis=1) - 1) * mask).astype(np.int32)
+    resp = ((0, 0), (0, right))
+    return Trajectories(cols(traj.tokens, pad_id).astype(np.int32), mask, positions,
+                        np.pad(np.asarray(traj.loss_mask), resp), np.pad(np.asarray(traj.old_logprobs), resp),
+                        np.asarray(traj.row_valid), prompt_width)
+
+
+def concat_rows(parts: Sequence[Trajectories], num_rows: int, pad_id: int) -> Trajectories:
+    """The rows of `parts` in order at their widest prompt and response, then padding rows up to `num_rows`."""
+    p = max(x.prompt_width for x in parts)
+    r = max(x.response_width for x in parts)
+    parts = [pad_trajectories(x, p, r, pad_id) for x in parts]
+    fields = ("tokens", "attention_mask", "positions", "loss_mask", "old_logprobs", "row_valid")
+    rows = {f: np.concatenate([np.asarray(getattr(x, f)) for x in parts]) for f in fields}
+    missing = num_rows - rows["tokens"].shape[0]
+    if missing < 0:
+        raise ValueError(f"{rows['tokens'].shape[0]} rows do not fit in num_rows={num_rows}")
+    fill = {"tokens": pad_id, "attention_mask": False, "positions": 0, "loss_mask": False, "old_logprobs": 0.0,
+            "row_valid": False}
+    rows = {f: np.concatenate([x, np.full((missing,) + x.shape[1:], fill[f], x.dtype)]) for f, x in rows.items()}
+    return Trajectories(**rows, prompt_width=p)

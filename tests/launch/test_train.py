@@ -111,3 +111,25 @@ def test_sigterm_saves_and_stops_without_final_validation_or_export(tmp_path, mo
     assert "before" in summary and "after" not in summary and "export" not in summary
     assert sorted(os.listdir(tmp_path / "ckpt")) == ["1"] and not os.path.exists(tmp_path / "hf_export")
     assert signal.getsignal(signal.SIGTERM) is previous  # the guard's handler is gone again
+
+
+@pytest.mark.slow
+def test_rollout_waves_and_training_shard_decoding_change_nothing(tmp_path):
+    """`rollout.slots_per_wave` (8 episodes in 2 waves of 4) and `rollout.decode_from_train_shards` only change
+    memory: the same episodes, metrics and update as one wave from the decode copy."""
+    rows = {}
+    for name, waves in (("one_wave", dict()), ("waves", dict(slots_per_wave=4, decode_from_train_shards=True))):
+        config = tiny.get_config()
+        config.rollout.update(waves)
+        config.train.total_steps = 1
+        summary = train(config, str(tmp_path / name))
+        rows[name] = (json.loads(open(tmp_path / name / "metrics.jsonl").readline()), summary["state"].actor)
+    (one, actor_one), (two, actor_two) = rows["one_wave"], rows["waves"]
+    for key in ("episode/reward", "episode/em", "episode/cost", "episode/routes", "perf/tokens", "actor/pg_loss"):
+        assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
+    for a, b in zip(jax.tree.leaves(actor_one), jax.tree.leaves(actor_two)):
+        assert float(jax.numpy.max(jax.numpy.abs(a - b))) < 1e-5
+    config = tiny.get_config()
+    config.rollout.slots_per_wave = 3
+    with pytest.raises(ValueError, match="slots_per_wave=3 must divide the 8 episodes"):
+        train(config, str(tmp_path / "uneven"))

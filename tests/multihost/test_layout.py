@@ -13,12 +13,12 @@ from rr1_jax.generate.sampling import SamplingParams
 from rr1_jax.model.config import ModelConfig
 from rr1_jax.model.transformer import abstract_model
 from rr1_jax.parallel.mesh import DECODE_RULES, make_mesh, param_shardings
-from rr1_jax.parallel.multihost import HostLayout, local_copy, local_submesh, pad_trajectories
+from rr1_jax.parallel.multihost import HostLayout, local_copy, local_submesh
 from rr1_jax.rl.rewards import CostNormalizer
 from rr1_jax.rollout.policy import engine_policy
 from rr1_jax.rollout.pool import PoolClient, PoolConfig
 from rr1_jax.rollout.simulated_pool import SimulatedPoolConfig, SimulatedPoolServer, simulated_candidate_pool
-from rr1_jax.rollout.trajectory import build_trajectories
+from rr1_jax.rollout.trajectory import build_trajectories, pad_trajectories
 from rr1_jax.rollout.worker import RolloutConfig, rollout
 
 from tests.byte_tokenizer import byte_tokenizer
