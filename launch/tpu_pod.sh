@@ -29,7 +29,8 @@ Environment (defaults in brackets)
   are printed)   LOG_LINES [40]   DRY_RUN [0; 1 = print the gcloud commands instead of running them]
 
 Recommended meshes (per-chip memory from `python -m rr1_jax.parallel.memory_plan --plan`, f32 master weights,
-Router-R1 batch 64 / mini-batch 32; see docs/scaling.md for the numbers and the row-length caveats):
+Router-R1 batch 64 / mini-batch 32; see docs/scaling.md for the numbers and the row-length caveats; `mesh`
+prints the flags, which also set rollout waves, decoding from the training shards and the micro-batch):
   v4-8  (4 chips, 32 GiB)       llama3b: fsdp=1 tensor=4 remat=full    qwen3b: fsdp=2 tensor=2 remat=full
   v4-32 (16 chips, 4 hosts)     llama3b: fsdp=8 tensor=2 dots_no_batch qwen3b: fsdp=16 dots_no_batch
   v5litepod-8 (v5e, 8 x 16 GiB) llama3b: fsdp=1 tensor=8 remat=full    qwen3b: fsdp=8 remat=full
@@ -73,26 +74,34 @@ default_runtime() {
 }
 RUNTIME_VERSION="${RUNTIME_VERSION:-$(default_runtime "$ACCELERATOR")}"
 
-# Mesh and remat flags for launch/train.py: the plans of `python -m rr1_jax.parallel.memory_plan --plan`.
+# Mesh, remat, rollout-wave and micro-batch flags for launch/train.py: the plans of
+# `python -m rr1_jax.parallel.memory_plan --plan` (docs/scaling.md). waves = "slots per wave, decode from the
+# training shards, PPO micro-batch"; pods (several hosts) roll out each host's 64 / hosts episodes in one wave.
 mesh_flags() {
   local model
   model="$(basename "$CONFIG" .py)"
-  local mesh remat
+  local mesh remat waves
   case "$ACCELERATOR:$model" in
-    v4-8:llama3b) mesh="1 1 4"; remat=full ;;
-    v4-8:qwen3b) mesh="1 2 2"; remat=full ;;
-    v4-32:llama3b) mesh="1 8 2"; remat=dots_no_batch ;;
-    v4-32:qwen3b) mesh="1 16 1"; remat=dots_no_batch ;;
-    v5litepod-8:llama3b|v5e-8:llama3b) mesh="1 1 8"; remat=full ;;
-    v5litepod-8:qwen3b|v5e-8:qwen3b) mesh="1 8 1"; remat=full ;;
-    v5litepod-16:llama3b|v5e-16:llama3b) mesh="1 4 4"; remat=dots_no_batch ;;
-    v5litepod-16:qwen3b|v5e-16:qwen3b) mesh="1 16 1"; remat=full ;;
-    v5p-8:llama3b) mesh="1 1 4"; remat=dots_no_batch ;;
-    v5p-8:qwen3b) mesh="1 4 1"; remat=dots_no_batch ;;
-    *) mesh="1 -1 1"; remat=full ;;  # every chip on fsdp
+    v4-8:llama3b) mesh="1 1 4"; remat=full; waves="8 true 1" ;;
+    v4-8:qwen3b) mesh="1 2 2"; remat=full; waves="8 true 2" ;;
+    v4-32:llama3b) mesh="1 8 2"; remat=dots_no_batch; waves="0 false 8" ;;
+    v4-32:qwen3b) mesh="1 16 1"; remat=dots_no_batch; waves="0 false 16" ;;
+    v5litepod-8:llama3b|v5e-8:llama3b) mesh="1 1 8"; remat=full; waves="8 true 1" ;;
+    v5litepod-8:qwen3b|v5e-8:qwen3b) mesh="1 8 1"; remat=full; waves="8 true 8" ;;
+    v5litepod-16:llama3b|v5e-16:llama3b) mesh="1 4 4"; remat=dots_no_batch; waves="0 false 8" ;;
+    v5litepod-16:qwen3b|v5e-16:qwen3b) mesh="1 16 1"; remat=full; waves="0 false 16" ;;
+    v5p-8:llama3b) mesh="1 1 4"; remat=dots_no_batch; waves="0 false 8" ;;
+    v5p-8:qwen3b) mesh="1 4 1"; remat=dots_no_batch; waves="0 false 8" ;;
+    *) mesh="1 -1 1"; remat=full; waves="" ;;  # every chip on fsdp
   esac
   read -r data fsdp tensor <<<"$mesh"
-  echo "--config.mesh.data=$data --config.mesh.fsdp=$fsdp --config.mesh.tensor=$tensor --config.model.remat=$remat"
+  local out="--config.mesh.data=$data --config.mesh.fsdp=$fsdp --config.mesh.tensor=$tensor --config.model.remat=$remat"
+  if [[ -n "$waves" ]]; then
+    read -r slots shards micro <<<"$waves"
+    out+=" --config.rollout.slots_per_wave=$slots --config.rollout.decode_from_train_shards=$shards"
+    out+=" --config.ppo.micro_batch_size=$micro"
+  fi
+  echo "$out"
 }
 
 jax_version() {
