@@ -28,8 +28,9 @@ AGREEMENT_KEYS = ("episode/em", "actor/pg_loss", "actor/kl_loss", "actor/entropy
 
 def run(workdir: str, start: str, iterations: int, pack: bool) -> list[dict]:
     shutil.rmtree(workdir, ignore_errors=True)
-    config = learning._config(workdir, iterations, 8, **{**learning.PPO, "model.path": start, "sft.steps": 0,
-                                                          "ppo.pack_updates": pack, "train.val_every": 0})
+    config = learning._config(workdir, iterations, 8, "demo", learning.PPO.items(),
+                              [("model.path", start), ("sft.steps", 0), ("ppo.pack_updates", pack),
+                               ("train.val_every", 0)])
     train(config)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]

@@ -21,6 +21,8 @@ def test_targets_at_their_thresholds():
     assert _met(em0=0.57)[0] is False
     assert _met(em0=0.882, em9=0.85)[1] is True and _met(em0=0.881, em9=0.85)[1] is False  # 90% of 0.98 = 0.882
     assert _met(best_em=0.49)[2] is False  # 0.58 - 0.49 < 0.10
+    assert _met(em0=0.72, em9=0.7, oracle_em=0.80)[1] is True  # exactly 90%, though 0.9 * 0.8 > 0.72 in floats
+    assert _met(em0=0.44, em9=0.4, best_em=0.34)[2] is True  # exactly + 0.10, though 0.44 - 0.34 < 0.1 in floats
     assert _met(cost9=20.0)[3] is True and _met(cost9=20.1)[3] is False  # a 50% cut
     assert _met(em9=0.43)[3] is True and _met(em9=0.42)[3] is False  # an EM loss of 0.15 at most
 
