@@ -15,6 +15,7 @@ from rr1_jax.rollout.policy import ScriptedPolicy, engine_policy
 from rr1_jax.rollout.pool import PoolClient, PoolConfig
 from rr1_jax.rollout.prompts import render_prompt
 from rr1_jax.rollout.simulated_pool import SimulatedPoolConfig, SimulatedPoolServer, simulated_candidate_pool
+from rr1_jax.rollout.waves import rollout_in_waves
 from rr1_jax.rollout.worker import RolloutConfig, rollout
 
 CLIENT = PoolConfig(require_keys=False, attempt_timeout_s=5.0, deadline_s=20.0)
@@ -279,3 +280,30 @@ def test_a_crashing_route_task_is_reraised_not_lost(tokenizer):
     policy = ScriptedPolicy([[[0], [1]]])
     with pytest.raises(RuntimeError, match="bug in the client"):
         asyncio.run(rollout(policy, BrokenClient(), tokenizer, [[5, 6]], RolloutConfig(mode="async")))
+
+
+def test_waves_sample_what_one_wave_samples(task, tokenizer, tiny):
+    """`rollout_in_waves` on a 2-slot engine gives each episode its batch position's sampling key: the rows and
+    episodes of one 4-slot wave, in order. The prompt is the same four times, so only the keys tell rows apart."""
+    config, graphdef, params = tiny
+    engines = {n: engine_policy(graphdef, params, config, tokenizer, num_slots=n, max_turns=2, max_turn_tokens=6,
+                                prompt_buckets=[128], obs_buckets=[32], sampling=SamplingParams(temperature=1.0))
+               for n in (4, 2)}
+    prompts = [render_prompt(tokenizer, task.train[0].question, SHORT_TEMPLATE)] * 4
+    rollout_config = RolloutConfig(max_turns=2, segment_steps=4)
+
+    async def go():
+        async with SimulatedPoolServer(task.table, config=SimulatedPoolConfig(latency_scale=0)) as url:
+            async with PoolClient(simulated_candidate_pool(url), CLIENT) as client:
+                return [await rollout_in_waves(engines[n], client, tokenizer, prompts, rollout_config, seed=3,
+                                               num_rows=4) for n in (4, 2)]
+
+    one, waves = asyncio.run(go())
+    for field in ("tokens", "attention_mask", "positions", "loss_mask", "row_valid"):
+        np.testing.assert_array_equal(np.asarray(getattr(one.trajectories, field)),
+                                      np.asarray(getattr(waves.trajectories, field)), err_msg=field)
+    np.testing.assert_allclose(np.asarray(one.trajectories.old_logprobs), np.asarray(waves.trajectories.old_logprobs),
+                               atol=1e-5)
+    assert [e.response_text for e in one.episodes] == [e.response_text for e in waves.episodes]
+    texts = [e.response_text for e in one.episodes]
+    assert texts[:2] != texts[2:]  # positions 2-3 draw other tokens than 0-1: a wave reusing keys would not
