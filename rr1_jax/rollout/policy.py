@@ -90,8 +90,9 @@ class EnginePolicy:
     def restart(self, contexts: Mapping[int, Sequence[int]]) -> None:
         rows = [list(contexts.get(b, ())) for b in range(self.num_slots)]
         width = pick_bucket(max(len(r) for r in rows), self.context_buckets)
-        tokens, lengths = pad_batch(rows, width, self.pad_id, "left")
-        self.state = self.sampler.prefill(self.params, self.state, tokens, lengths)
+        # right-aligned: each slot's cache ends at its own context, so a wide bucket costs no cache room
+        tokens, lengths = pad_batch(rows, width, self.pad_id, "right")
+        self.state = self.sampler.prefill(self.params, self.state, tokens, lengths, align="right")
 
 
 def engine_policy(graphdef, params, config, tokenizer, num_slots: int, max_turns: int, max_turn_tokens: int,

@@ -1,5 +1,6 @@
 """The multi-turn worker: scripted policies for exact control flow, the real engine end to end, masks, timing."""
 import asyncio
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -258,6 +259,14 @@ def test_engine_always_routing_model_turn_limit_and_cache(task, tokenizer, tiny,
                                           np.asarray(getattr(traj, field)))
         assert [x.cost for x in other.episodes] == [x.cost for x in result.episodes]
     assert all(r.cached for x in runs[2][0].episodes for r in x.routes)
+    # upstream's re-prefill schedule: contexts re-prefilled at power-of-two widths must leave the cache room the
+    # append path has (left-aligned, a 278-token context in a 344 bucket left none for the last generation)
+    reprefill, _ = run_rollout(task, policy, tokenizer, prompts, dataclasses.replace(rollout_config, mode="sync",
+                                                                                    reprefill=True), server=server)
+    assert [x.finished for x in reprefill.episodes] == ["turn-limit"] * 2
+    for field in ("tokens", "attention_mask", "loss_mask"):
+        np.testing.assert_array_equal(np.asarray(getattr(reprefill.trajectories, field)),
+                                      np.asarray(getattr(traj, field)))
 
 
 def test_config_and_input_errors_name_the_fix(task, tokenizer):
