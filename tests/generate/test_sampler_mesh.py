@@ -40,4 +40,5 @@ def test_sharded_decode_equals_single_device(tiny_model, mesh_devices, sampling)
     for exp, out in zip(expected, got):
         np.testing.assert_array_equal(out.tokens, exp.tokens)
         np.testing.assert_array_equal(out.num_tokens, exp.num_tokens)
-        np.testing.assert_allclose(out.logprobs, exp.logprobs, atol=1e-4)
+        # tensor-split matmuls sum in another order: ~1e-4 apart at XLA's default optimisation level
+        np.testing.assert_allclose(out.logprobs, exp.logprobs, atol=3e-4)
