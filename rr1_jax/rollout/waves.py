@@ -23,7 +23,8 @@ async def rollout_in_waves(policy, client: PoolClient, tokenizer, prompts: Seque
     pad); `slot_ids`: each prompt's position in the global batch (default: its index)."""
     size = policy.num_slots
     if len(prompts) <= size:  # one wave: exactly the plain rollout
-        ids = None if slot_ids is None else list(slot_ids)[:size] + [0] * (size - len(prompts))
+        ids = None if slot_ids is None else list(slot_ids)[:size]
+        ids = ids if ids is None else ids + [0] * (size - len(ids))  # idle slots: any key
         result = await rollout(policy, client, tokenizer, prompts, config, seed, ids)
         if num_rows == size:
             return result

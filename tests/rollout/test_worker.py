@@ -304,10 +304,15 @@ def test_waves_sample_what_one_wave_samples(task, tokenizer, tiny):
     async def go():
         async with SimulatedPoolServer(task.table, config=SimulatedPoolConfig(latency_scale=0)) as url:
             async with PoolClient(simulated_candidate_pool(url), CLIENT) as client:
-                return [await rollout_in_waves(engines[n], client, tokenizer, prompts, rollout_config, seed=3,
+                runs = [await rollout_in_waves(engines[n], client, tokenizer, prompts, rollout_config, seed=3,
                                                num_rows=4) for n in (4, 2)]
+                # a process with a padding prompt: 3 prompts, slot ids of all 4 positions (multi-host layout)
+                return runs + [await rollout_in_waves(engines[4], client, tokenizer, prompts[:3], rollout_config,
+                                                      seed=3, num_rows=4, slot_ids=[0, 1, 2, 3])]
 
-    one, waves = asyncio.run(go())
+    one, waves, short = asyncio.run(go())
+    np.testing.assert_array_equal(np.asarray(short.trajectories.tokens)[:3], np.asarray(one.trajectories.tokens)[:3])
+    assert np.asarray(short.trajectories.row_valid).tolist() == [True, True, True, False]
     for field in ("tokens", "attention_mask", "positions", "loss_mask", "row_valid"):
         np.testing.assert_array_equal(np.asarray(getattr(one.trajectories, field)),
                                       np.asarray(getattr(waves.trajectories, field)), err_msg=field)
