@@ -28,24 +28,25 @@ def parse_override(text: str) -> tuple[str, object]:
 def apply_overrides(config, pairs: Iterable[tuple[str, object]], where: str = "the config") -> None:
     """Set each dotted key of `pairs` in `config`, in order; a key that does not exist raises KeyError naming it."""
     for key, value in pairs:
-        node = config
+        missing = missing_key(config, key)
+        if missing:
+            raise KeyError(f"config key {key!r} does not exist in {where}: {missing} (see configs/base.py)")
         *path, last = key.split(".")
+        node = config
         for part in path:
-            node = node.get(part) if hasattr(node, "get") else None
-        if not hasattr(node, "get") or last not in node:
-            raise KeyError(f"config key {key!r} does not exist in {where} (see configs/base.py)")
+            node = node[part]
         node[last] = value
 
 
-def unknown_key_message(config, key: str) -> Optional[str]:
-    """None if the dotted `key` exists in `config`, else what is wrong and the valid keys where it goes astray."""
+def missing_key(config, key: str) -> Optional[str]:
+    """None if the dotted `key` exists in `config`, else where it goes astray and the valid keys there."""
     node, walked = config, []
     for part in key.split("."):
         if not hasattr(node, "keys") or part not in node:
             where = ".".join(walked) or "the config"
-            valid = sorted(node.keys()) if hasattr(node, "keys") else []
-            return (f"config key {key!r} does not exist: {where} has {valid}" if valid else
-                    f"config key {key!r} does not exist: {where} is a value, not a section")
+            if not hasattr(node, "keys"):
+                return f"{where} is a value, not a section"
+            return f"{where} has {sorted(node.keys())}"
         node, walked = node[part], walked + [part]
     return None
 
@@ -66,6 +67,7 @@ def check_config_flags(argv: Sequence[str], default_config: str, flag: str = "co
     spec.loader.exec_module(module)
     config = module.get_config()
     for key in keys:
-        message = unknown_key_message(config, key)
-        if message:
-            raise SystemExit(f"error: --{flag}.{key}: {message} (configs/base.py documents every key)")
+        missing = missing_key(config, key)
+        if missing:
+            raise SystemExit(f"error: --{flag}.{key}: config key {key!r} does not exist: {missing} "
+                             f"(configs/base.py documents every key)")

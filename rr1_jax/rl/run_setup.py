@@ -208,7 +208,8 @@ class Run:
                              "(upstream's GRPO scripts use 5)")
         scheduled_alpha(c.reward.alpha, 0, c.reward.early_alpha, c.reward.early_steps)  # bad values fail here
         check_response_fits(c.rollout)  # before any SFT or paid call, not after a whole rollout
-        check_waves(c.rollout, self.hosts.local_batch_size(c.data.batch_size) * self.n_agent, self.hosts.multi)
+        self.local_episodes = self.hosts.local_batch_size(c.data.batch_size) * self.n_agent  # rows per iteration
+        check_waves(c.rollout, self.local_episodes, self.hosts.multi)
         self.stack = contextlib.ExitStack()
         self.pool, self.pool_config = open_pool(c.pool, self.data.task, self.stack)
         self.template = routing_template(c, self.pool)
@@ -241,7 +242,6 @@ class Run:
         self.rollout_config = RolloutConfig(
             max_turns=r.max_turns, max_obs_length=r.max_obs_length, segment_steps=r.segment_steps, mode=r.mode,
             prompt_buckets=(self.prompt_width,), response_buckets=tuple(r.response_buckets))
-        self.local_episodes = self.hosts.local_batch_size(c.data.batch_size) * self.n_agent  # rows per iteration
         self.engine = engine_policy(
             nnx.graphdef(self.model), self.initial_params, self.model.config, self.tokenizer,
             num_slots=r.slots_per_wave or self.local_episodes, max_turns=r.max_turns,
