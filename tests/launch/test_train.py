@@ -7,6 +7,7 @@ import jax
 import pytest
 
 from configs import tiny
+from rr1_jax.config_overrides import apply_overrides
 from rr1_jax.rl.loop import train
 
 
@@ -68,22 +69,17 @@ def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Run, "validate", counted)
     config = tiny.get_config()
-    config.ppo.update(dict(adv_estimator="grpo", mini_batch_size=4))
-    config.data.batch_size = 4
-    with pytest.raises(ValueError, match="rollout.n_agent >= 2"):
-        train(config, str(tmp_path / "no_groups"))
-    config.ppo.mini_batch_size = 8
-    config.rollout.n_agent = 3
-    with pytest.raises(ValueError, match="4 x 3 episodes"):
-        train(config, str(tmp_path / "uneven"))
-    config.rollout.n_agent = 2
-    config.rollout.max_turns = 3  # 4 x 16 policy + 3 x 32 observation tokens > the one bucket of 128
-    with pytest.raises(ValueError, match="add a bucket >= 160"):
-        train(config, str(tmp_path / "long"))
-    config.rollout.max_turns = 1
-    config.rollout.slots_per_wave = 3
-    with pytest.raises(ValueError, match="slots_per_wave=3 must divide the 8 episodes"):
-        train(config, str(tmp_path / "uneven_waves"))
+    refused = [  # each row's changes on top of the previous rows', and the error they get before any work
+        ({"ppo.adv_estimator": "grpo", "ppo.mini_batch_size": 4, "data.batch_size": 4}, "rollout.n_agent >= 2"),
+        ({"ppo.mini_batch_size": 8, "rollout.n_agent": 3}, "4 x 3 episodes"),
+        # 4 x 16 policy + 3 x 32 observation tokens > the one bucket of 128
+        ({"rollout.n_agent": 2, "rollout.max_turns": 3}, "add a bucket >= 160"),
+        ({"rollout.max_turns": 1, "rollout.slots_per_wave": 3}, "slots_per_wave=3 must divide the 8 episodes"),
+    ]
+    for k, (changes, message) in enumerate(refused):
+        apply_overrides(config, changes.items())
+        with pytest.raises(ValueError, match=message):
+            train(config, str(tmp_path / f"refused_{k}"))
     # 8 episodes in 2 waves of 4 from the training-layout weights (tests/rollout: the same draws as one wave)
     config.rollout.update(dict(slots_per_wave=4, decode_from_train_shards=True))
     config.train.update(dict(total_steps=1, val_every=1))
