@@ -29,7 +29,8 @@ if __name__ == "__main__":  # before absl, which applies --config.* overrides as
     check_config_flags(sys.argv, _DEFAULT_CONFIG)
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
                                           "Config file (pool, prompt, rollout sizes).")
-_POLICY = flags.DEFINE_string("policy", None, "HF export dir, .gguf, bundled:smollm2, tiny (random) or toy.")
+_POLICY = flags.DEFINE_string("policy", None, "HF export dir, a training run's workdir or <workdir>/ckpt/<step>, "
+                              ".gguf, bundled:smollm2, tiny (random) or toy.")
 _MODE = flags.DEFINE_enum("mode", "router", ["router", "model"], "router: Router-R1 loop; model: plain chat model.")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to bind (loopback by default).")
 _PORT = flags.DEFINE_integer("port", 8000, "Port.")
@@ -53,17 +54,21 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from rr1_jax.checkpoint import CheckpointError
     from rr1_jax.serve.from_config import build_service, describe
     from rr1_jax.serve.server import build_app, run_app
 
     token = os.environ.get(_TOKEN_ENV.value) or None
     with contextlib.ExitStack() as stack:
-        service = build_service(
-            _CONFIG.value, _POLICY.value, _MODE.value, stack, model_name=_NAME.value, num_slots=_SLOTS.value,
-            segment_steps=_SEGMENT.value, timeout_s=_TIMEOUT.value, max_cost=_MAX_COST.value,
-            max_queue=_MAX_QUEUE.value, max_body_bytes=_MAX_BODY.value, greedy=not _SAMPLED.value,
-            warmup=_WARMUP.value, max_prompt_tokens=_MAX_PROMPT.value, max_obs_length=_MAX_OBS.value,
-            max_turn_tokens=_MAX_TURN.value, max_routed_calls=_MAX_CALLS.value)
+        try:
+            service = build_service(
+                _CONFIG.value, _POLICY.value, _MODE.value, stack, model_name=_NAME.value, num_slots=_SLOTS.value,
+                segment_steps=_SEGMENT.value, timeout_s=_TIMEOUT.value, max_cost=_MAX_COST.value,
+                max_queue=_MAX_QUEUE.value, max_body_bytes=_MAX_BODY.value, greedy=not _SAMPLED.value,
+                warmup=_WARMUP.value, max_prompt_tokens=_MAX_PROMPT.value, max_obs_length=_MAX_OBS.value,
+                max_turn_tokens=_MAX_TURN.value, max_routed_calls=_MAX_CALLS.value)
+        except (ValueError, OSError, CheckpointError) as err:  # bad policy, config or keys: one clear message
+            sys.exit(f"serve: {err}")
         url = f"http://{_HOST.value}:{_PORT.value}/v1"
         if token is None:
             print(f"no API token: set ${_TOKEN_ENV.value} to require 'Authorization: Bearer <token>'", flush=True)

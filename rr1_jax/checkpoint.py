@@ -16,6 +16,7 @@ import warnings
 from typing import Any, Callable, Mapping, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from rr1_jax.metrics import redact_secrets
@@ -30,12 +31,13 @@ class CheckpointError(RuntimeError):
 class TrainCheckpointer:
     """Save/restore (TrainState, extras) every `save_every` steps under `directory`, keeping the last `keep`."""
 
-    def __init__(self, directory: str, *, keep: int = 3, save_every: int = 1, async_save: bool = True):
+    def __init__(self, directory: str, *, keep: int = 3, save_every: int = 1, async_save: bool = True,
+                 read_only: bool = False):
         if keep < 1 or save_every < 1:
             raise ValueError(f"checkpoint keep={keep} and save_every={save_every} must both be >= 1")
         self.directory = os.path.abspath(os.path.expanduser(directory))
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=save_every, create=True,
-                                               enable_async_checkpointing=async_save)
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=save_every, create=not read_only,
+                                               enable_async_checkpointing=async_save, read_only=read_only)
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "extras"))
 
     # ------------------------------------------------------------------------------------------------ save
@@ -77,6 +79,30 @@ class TrainCheckpointer:
         state lands directly on the current mesh whatever mesh saved it. A step that fails to restore is
         reported with a warning and the next older one is tried.
         """
+        def args():
+            return ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), extras=ocp.args.JsonRestore())
+
+        return self._restore_newest(step, args, abstract_state, set_aside=True)
+
+    def restore_actor(self, abstract_actor, step: Optional[int] = None):
+        """(step, actor params as host NumPy arrays, extras) of the newest restorable checkpoint (or `step`), or
+        None if there is none. Only the actor's arrays are read (orbax partial restore: the reference, critic
+        and optimizer moments stay on disk), cast to `abstract_actor`'s dtypes. Unreadable steps are skipped
+        with a warning but left in place: reading a run's actor does not change the run."""
+        item = {"actor": abstract_actor}
+        restore_args = jax.tree.map(lambda leaf: ocp.RestoreArgs(restore_type=np.ndarray, dtype=leaf.dtype), item)
+
+        def args():
+            return ocp.args.Composite(state=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
+                                                                   partial_restore=True),
+                                      extras=ocp.args.JsonRestore())
+
+        found = self._restore_newest(step, args, item, set_aside=False)
+        return None if found is None else (found[0], found[1]["actor"], found[2])
+
+    def _restore_newest(self, step: Optional[int], make_args: Callable, target, *, set_aside: bool):
+        """(step, state, extras) restored with `make_args()` from the newest step that restores and matches
+        `target`'s shapes (or exactly `step`); None when there are no steps."""
         steps = self.all_steps()
         if step is not None:
             if step not in steps:
@@ -84,17 +110,16 @@ class TrainCheckpointer:
             steps = [step]
         unreadable = []
         for candidate in reversed(steps):
-            args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), extras=ocp.args.JsonRestore())
             try:
-                restored = self._manager.restore(candidate, args=args)
-                _check_shapes(restored.state, abstract_state)
+                restored = self._manager.restore(candidate, args=make_args())
+                _check_shapes(restored.state, target)
             except Exception as e:  # noqa: BLE001 — any failure means this step is unusable
                 warnings.warn(f"checkpoint step {candidate} in {self.directory} could not be restored "
                               f"({type(e).__name__}: {str(e)[:300]}); falling back to the previous step",
-                              RuntimeWarning, stacklevel=2)
+                              RuntimeWarning, stacklevel=3)
                 unreadable.append(candidate)
                 continue
-            if unreadable and step is None:
+            if unreadable and step is None and set_aside:
                 self._set_aside(unreadable)
             return candidate, restored.state, dict(restored.extras)
         if steps:

@@ -37,6 +37,7 @@ from rr1_jax.rollout.policy import engine_policy
 from rr1_jax.rollout.pool import PoolClient
 from rr1_jax.rollout.prompts import render_prompt
 from rr1_jax.rollout.worker import RolloutConfig, rollout
+from rr1_jax.run_export import load_run_policy, run_location
 
 TINY = "tiny"
 DECODINGS = {GREEDY: SamplingParams(greedy=True), SAMPLED: SamplingParams.router_r1()}
@@ -59,8 +60,8 @@ def load_policy(spec: str, tokenizer_path: str = "", seed: int = 0, dtype: str =
     """A policy from an HF directory, a `.gguf` file, `bundled:smollm2`, or `tiny` (random weights).
 
     `tokenizer_path` defaults to the model's own (for `tiny`: the bundled SmolLM2 tokenizer; the tiny model's
-    vocabulary is sized to the tokenizer). An rr1_jax training checkpoint must first be exported as an HF
-    directory (`rr1_jax.checkpoint.export_hf`).
+    vocabulary is sized to the tokenizer). A training run's work directory gives the actor of its newest readable
+    checkpoint step, `<workdir>/ckpt/<step>` that step's (`rr1_jax.run_export`); the label names the step.
     """
     if not spec:
         raise ValueError("no policy given: pass --policy=tiny, bundled:smollm2, an HF model directory or a .gguf")
@@ -70,10 +71,15 @@ def load_policy(spec: str, tokenizer_path: str = "", seed: int = 0, dtype: str =
         graphdef, params = random_params(config, seed)
         return LoadedPolicy(TINY, graphdef, params, config, _with_pad(tokenizer), TINY)
     path = resolve_model_path(spec)
+    if os.path.isdir(path) and run_location(path) is not None:
+        run = load_run_policy(path, dtype=dtype)
+        graphdef, params = nnx.split(run.model, nnx.Param)
+        check_tokenizer_matches(run.tokenizer, run.model.config, where=f"tokenizer of run {spec!r}")
+        return LoadedPolicy(f"{policy_label(run.workdir)}@{run.step}", graphdef, jax.device_put(params),
+                            run.model.config, _with_pad(run.tokenizer), run.source)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
-        raise WeightsError(f"{path}: not an HF model directory (no config.json). For an rr1_jax training "
-                           f"checkpoint, export the actor first with rr1_jax.checkpoint.export_hf and "
-                           f"evaluate the exported directory")
+        raise WeightsError(f"{path}: neither an HF model directory (no config.json) nor a training run's work "
+                           f"directory (no ckpt/)")
     if not os.path.exists(path):
         raise WeightsError(f"{path}: policy not found; pass an HF model directory, a .gguf file, "
                            f"bundled:smollm2 or tiny")

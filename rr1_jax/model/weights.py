@@ -154,8 +154,14 @@ def save_hf(model: Transformer, out_dir: str, dtype: str = "float32", tokenizer=
             produce = (lambda p=param, i=i, f=to_hf: f(np.asarray(jax.device_get(p[...][i]), dtype=np.float32)))
             specs.append((_layer_name(i, suffix), hf_shape, np_dtype, produce))
     write_safetensors(os.path.join(out_dir, "model.safetensors"), specs, metadata={"format": "pt"})
+    return save_hf_metadata(config, out_dir, str(np_dtype) if dtype != "bfloat16" else "bfloat16", tokenizer)
+
+
+def save_hf_metadata(config: ModelConfig, out_dir: str, torch_dtype: str = "float32", tokenizer=None) -> str:
+    """An HF directory's config.json and the tokenizer's files: everything of an export but the weights."""
+    os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(config_to_hf(config, torch_dtype=str(np_dtype) if dtype != "bfloat16" else "bfloat16"), f, indent=2)
+        json.dump(config_to_hf(config, torch_dtype=torch_dtype), f, indent=2)
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
     return out_dir

@@ -45,6 +45,7 @@ from rr1_jax.rollout.pool_setup import open_pool
 from rr1_jax.rollout.prompts import (compact_routing_template, render_prompt, template_family_for_model,
                                      template_for_pool)
 from rr1_jax.rollout.worker import RolloutConfig
+from rr1_jax.run_export import save_policy_spec
 
 
 @dataclasses.dataclass
@@ -215,6 +216,8 @@ class Run:
         self.template = routing_template(c, self.pool)
         self.tokenizer = build_tokenizer(c, self.data, self.template, self.pool.names)
         self.model = build_policy(c, self.mesh, self.tokenizer)
+        if self.hosts.is_primary:  # lets launch/export.py and eval read any checkpoint step's actor
+            save_policy_spec(workdir, self.model.config, self.tokenizer)
         # keyed by the question: a training and a validation question can share an id
         self.prompts = {r.question: render_prompt(self.tokenizer, r.question, self.template)
                         for r in self.data.train + self.data.val}

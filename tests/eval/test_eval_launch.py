@@ -119,7 +119,7 @@ def test_user_errors_name_the_problem(tmp_path, byte_tokenizer_dir):
     with pytest.raises(ValueError, match="only knows the synthetic task"):
         run_evaluation(config)
     config.dataset, config.policy = "synthetic", str(tmp_path)
-    with pytest.raises(ValueError, match="not an HF model directory"):
+    with pytest.raises(ValueError, match="neither an HF model directory"):
         run_evaluation(config)
 
 

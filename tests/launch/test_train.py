@@ -5,10 +5,12 @@ import os
 
 import jax
 import pytest
+from flax import nnx
 
 from configs import tiny
 from rr1_jax.config_overrides import apply_overrides
 from rr1_jax.rl.loop import train
+from rr1_jax.run_export import load_run_policy
 
 
 @pytest.mark.slow
@@ -26,6 +28,10 @@ def test_two_iterations_then_resume(tmp_path):
         assert len(calls) == 6 and sum(calls) <= row["episode/routes"] + 1e-9
     assert lines[0]["perf/compiles"] > 0 and lines[1]["perf/compiles"] == 0  # the second iteration compiles nothing
     assert sorted(os.listdir(tmp_path / "ckpt"))[-1] == "2"
+    exported = load_run_policy(str(tmp_path))  # what launch/export.py and eval read: the TrainState's actor
+    assert exported.step == 2 and exported.source == "tiny"
+    for a, b in zip(jax.tree.leaves(nnx.split(exported.model, nnx.Param)[1]), jax.tree.leaves(summary["state"].actor)):
+        assert (a == jax.device_get(b)).all()
     config.unlock()
     config.train.total_steps = 3
     resumed = train(config, str(tmp_path))

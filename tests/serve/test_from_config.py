@@ -1,6 +1,9 @@
 """launch/serve.py's path: a config file + a policy spec -> pool (simulated, in-process) + template + service."""
 import contextlib
 import importlib
+import os
+import subprocess
+import sys
 
 import openai
 
@@ -23,3 +26,12 @@ def test_tiny_config_with_the_toy_policy_routes_through_the_config_pool():
     trace = response.router_trace
     assert trace["num_calls"] == 1 and trace["calls"][0]["error"] is None and trace["finished"] == "answer"
     assert reply_answer(trace["calls"][0]["response"]) == response.choices[0].message.content + "."
+
+
+def test_serve_command_names_a_bad_policy_in_one_line(tmp_path):
+    """A policy that is neither a model nor a run is one `serve: ...` line naming both, not a traceback."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, os.path.join(repo, "launch", "serve.py"), f"--policy={tmp_path}"],
+                          capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"serve: {tmp_path}: neither an HF model directory")
