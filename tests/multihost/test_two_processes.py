@@ -14,8 +14,12 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
+
+from rr1_jax.run_export import load_run_policy
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_worker.py")
 TIMEOUT_S = 420
@@ -107,3 +111,11 @@ def test_two_processes_match_one(tmp_path, worker_args):
         assert two["actor/entropy"] == pytest.approx(one["actor/entropy"], rel=1e-5)
         assert two["actor/grad_norm"] == pytest.approx(one["actor/grad_norm"], rel=1e-4, abs=1e-9)
     assert sorted(os.listdir(tmp_path / "multi" / "ckpt"))[-1] == "2"  # written collectively by both processes
+    # one process (this one, one device) reads the actor the two processes saved, as launch/export.py does
+    exported = load_run_policy(str(tmp_path / "multi"))
+    saved = np.load(tmp_path / "multi.0.npz")
+    params = nnx.to_pure_dict(nnx.split(exported.model, nnx.Param)[1])
+    flat = {jax.tree_util.keystr(path): x for path, x in jax.tree_util.tree_leaves_with_path(params)}
+    assert exported.step == 2 and sorted(flat) == sorted(k for k in saved.files if k != "step")
+    for key, value in flat.items():
+        np.testing.assert_array_equal(np.asarray(value), saved[key])
