@@ -10,15 +10,24 @@ import pytest
 from flax import nnx
 
 from rr1_jax.checkpoint import CheckpointError, TrainCheckpointer
+from configs import eval_synthetic
 from rr1_jax.eval.evaluate import load_policy
+from rr1_jax.eval.pipeline import check_same_synthetic_task, policy_routing_template
 from rr1_jax.model.hf_config import WeightsError, read_hf_config
 from rr1_jax.model.tokenizer import load_tokenizer
 from rr1_jax.model.weights import load_hf_model
+from rr1_jax.rollout.prompts import compact_routing_template
+from rr1_jax.rollout.simulated_pool import simulated_candidate_pool
 from rr1_jax.run_export import export_run, load_run_policy, save_policy_spec
 from tests.byte_tokenizer import byte_tokenizer
 from tests.rl.ppo_fixtures import gae_trainer, max_abs_diff, params_copy, tiny_models
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# what the run's checkpoints record of its config (a compact prompt, a bigger synthetic task than eval's default)
+RUN_CONFIG = {"model": {"path": "", "family": "tiny"}, "prompt": {"template": "compact", "family": "auto"},
+              "data": {"source": "synthetic", "synthetic": {"seed": 0, "countries_per_split": 120}}}
 
 
 def _params(model) -> dict:
@@ -37,7 +46,7 @@ def _run(tmp_path, steps=(1, 2), spec=True) -> tuple[str, dict]:
     for step in steps:
         state = initial.replace(actor=jax.tree.map(lambda a: a * (1.0 + step), initial.actor))
         actors[step] = params_copy(state.actor)
-        checkpointer.save(step, state, config={"model": {"path": "", "family": "tiny"}})
+        checkpointer.save(step, state, config=RUN_CONFIG)
     checkpointer.close()
     return workdir, actors
 
@@ -73,6 +82,18 @@ def test_eval_and_serve_take_a_run_directory_as_policy(tmp_path):
     assert policy.label == "run@2" and policy.source == "tiny"
     assert max_abs_diff(policy.params, actors[2]) == 0.0
     assert load_policy(os.path.join(workdir, "ckpt", "1")).label == "run@1"
+
+
+def test_a_run_is_evaluated_with_its_own_prompt_and_synthetic_task(tmp_path):
+    workdir, _ = _run(tmp_path)
+    policy = load_policy(workdir)
+    config = eval_synthetic.get_config()  # the upstream prompt, 40 countries per split
+    pool = simulated_candidate_pool("http://127.0.0.1:9/v1")
+    assert policy_routing_template(config, pool, policy) == compact_routing_template(pool)
+    with pytest.raises(ValueError, match=r"another synthetic task.*--config.synthetic.countries_per_split=120"):
+        check_same_synthetic_task(config, policy)
+    config.synthetic.countries_per_split = 120
+    check_same_synthetic_task(config, policy)
 
 
 def test_what_is_not_a_readable_run_says_so(tmp_path):

@@ -54,6 +54,7 @@ class LoadedPolicy:
     config: ModelConfig
     tokenizer: object
     source: str  # the model path or "tiny", for the report's model-family decisions
+    trained_with: Optional[dict] = None  # a training run's config, for a policy read from the run's checkpoint
 
 
 def load_policy(spec: str, tokenizer_path: str = "", seed: int = 0, dtype: str = "float32") -> LoadedPolicy:
@@ -61,7 +62,8 @@ def load_policy(spec: str, tokenizer_path: str = "", seed: int = 0, dtype: str =
 
     `tokenizer_path` defaults to the model's own (for `tiny`: the bundled SmolLM2 tokenizer; the tiny model's
     vocabulary is sized to the tokenizer). A training run's work directory gives the actor of its newest readable
-    checkpoint step, `<workdir>/ckpt/<step>` that step's (`rr1_jax.run_export`); the label names the step.
+    checkpoint step, `<workdir>/ckpt/<step>` that step's (`rr1_jax.run_export`); the label names the step, and
+    `trained_with` keeps the run's config (its prompt and synthetic task).
     """
     if not spec:
         raise ValueError("no policy given: pass --policy=tiny, bundled:smollm2, an HF model directory or a .gguf")
@@ -76,7 +78,7 @@ def load_policy(spec: str, tokenizer_path: str = "", seed: int = 0, dtype: str =
         graphdef, params = nnx.split(run.model, nnx.Param)
         check_tokenizer_matches(run.tokenizer, run.model.config, where=f"tokenizer of run {spec!r}")
         return LoadedPolicy(f"{policy_label(run.workdir)}@{run.step}", graphdef, jax.device_put(params),
-                            run.model.config, _with_pad(run.tokenizer), run.source)
+                            run.model.config, _with_pad(run.tokenizer), run.source, run.run_config)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise WeightsError(f"{path}: neither an HF model directory (no config.json) nor a training run's work "
                            f"directory (no ckpt/)")

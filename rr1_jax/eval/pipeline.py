@@ -75,15 +75,32 @@ def _file_records(path: str, data_source: str, subset: str) -> list[QARecord]:
     return upstream_test_set({name: records}) if subset == "upstream" else records
 
 
-def _routing_template(config, pool: CandidatePool, policy: LoadedPolicy) -> str:
-    if config.prompt not in PROMPTS:
-        raise ValueError(f"prompt={config.prompt!r}: choose one of {PROMPTS}")
-    if config.prompt == "compact":
+def policy_routing_template(config, pool: CandidatePool, policy: LoadedPolicy) -> str:
+    """`config.prompt`'s routing template; a policy read from a training run gets the prompt it was trained on."""
+    template, family = config.prompt, config.template_family
+    if policy.trained_with and "prompt" in policy.trained_with:
+        template, family = policy.trained_with["prompt"]["template"], policy.trained_with["prompt"]["family"]
+    if template not in PROMPTS:
+        raise ValueError(f"prompt={template!r}: choose one of {PROMPTS}")
+    if template == "compact":
         return compact_routing_template(pool)
-    family = config.template_family
     if family == "auto":
         family = template_family_for_model(policy.source)
     return template_for_pool(pool, family=family)
+
+
+def check_same_synthetic_task(config, policy: LoadedPolicy) -> None:
+    """A policy trained on the synthetic task is evaluated on the same task: another seed or size invents other
+    names, which a word-level task tokenizer has never seen."""
+    data = (policy.trained_with or {}).get("data", {})
+    if config.dataset != "synthetic" or data.get("source") != "synthetic":
+        return
+    trained = data["synthetic"]
+    differ = {k: v for k, v in trained.items() if k in config.synthetic and config.synthetic[k] != v}
+    if differ:
+        fix = " ".join(f"--config.synthetic.{k}={v}" for k, v in differ.items())
+        raise ValueError(f"policy {policy.label} was trained on another synthetic task ({differ}); evaluate it on "
+                         f"its own: {fix}")
 
 
 def _checked(config, need_policy: bool = True) -> tuple[list[str], list[str], list[str]]:
@@ -124,7 +141,9 @@ def run_evaluation(config, policies: Optional[Sequence[LoadedPolicy]] = None,
             base = load_policy(config.base_policy, config.tokenizer, config.seed, config.dtype)
         if base is not None:
             policies.append(base)  # evaluated last, under the baselines' names only
-        templates = [_routing_template(config, pool, p) for p in policies]
+        for p in policies:
+            check_same_synthetic_task(config, p)
+        templates = [policy_routing_template(config, pool, p) for p in policies]
         longest = max(len(render_prompt(p.tokenizer, r.question, t)) for p, routing in zip(policies, templates)
                       for t in (routing, DIRECT_TEMPLATE, COT_TEMPLATE) for r in test)
         g = config.generation
