@@ -10,15 +10,17 @@ import pytest
 from flax import nnx
 
 from rr1_jax.checkpoint import CheckpointError, TrainCheckpointer
-from configs import eval_synthetic
+from configs import base, eval_synthetic
 from rr1_jax.eval.evaluate import load_policy
 from rr1_jax.eval.pipeline import check_same_synthetic_task, policy_routing_template
 from rr1_jax.model.hf_config import WeightsError, read_hf_config
 from rr1_jax.model.tokenizer import load_tokenizer
 from rr1_jax.model.weights import load_hf_model
+from rr1_jax.rl.run_setup import routing_template
 from rr1_jax.rollout.prompts import compact_routing_template
 from rr1_jax.rollout.simulated_pool import simulated_candidate_pool
 from rr1_jax.run_export import export_run, load_run_policy, save_policy_spec
+from rr1_jax.serve.from_config import served_template
 from tests.byte_tokenizer import byte_tokenizer
 from tests.rl.ppo_fixtures import gae_trainer, max_abs_diff, params_copy, tiny_models
 
@@ -90,6 +92,9 @@ def test_a_run_is_evaluated_with_its_own_prompt_and_synthetic_task(tmp_path):
     config = eval_synthetic.get_config()  # the upstream prompt, 40 countries per split
     pool = simulated_candidate_pool("http://127.0.0.1:9/v1")
     assert policy_routing_template(config, pool, policy) == compact_routing_template(pool)
+    serving = base.get_config()  # serve.py's --config: the upstream prompt as well
+    assert served_template(serving, pool, policy) == compact_routing_template(pool)
+    assert served_template(serving, pool, load_policy("tiny")) == routing_template(serving, pool)
     with pytest.raises(ValueError, match=r"another synthetic task.*--config.synthetic.countries_per_split=120"):
         check_same_synthetic_task(config, policy)
     config.synthetic.countries_per_split = 120

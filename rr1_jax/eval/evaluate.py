@@ -35,7 +35,7 @@ from rr1_jax.model.weights import load_model, resolve_model_path
 from rr1_jax.rl.rewards import CostNormalizer
 from rr1_jax.rollout.policy import engine_policy
 from rr1_jax.rollout.pool import PoolClient
-from rr1_jax.rollout.prompts import render_prompt
+from rr1_jax.rollout.prompts import render_prompt, routing_template_for
 from rr1_jax.rollout.worker import RolloutConfig, rollout
 from rr1_jax.run_export import load_run_policy, run_location
 
@@ -55,6 +55,11 @@ class LoadedPolicy:
     tokenizer: object
     source: str  # the model path or "tiny", for the report's model-family decisions
     trained_with: Optional[dict] = None  # a training run's config, for a policy read from the run's checkpoint
+
+    def trained_template(self, pool) -> Optional[str]:
+        """The routing prompt the policy was trained with, when it was read from a training run (else None)."""
+        prompt = (self.trained_with or {}).get("prompt")
+        return routing_template_for(pool, prompt["template"], prompt["family"], self.source) if prompt else None
 
 
 def load_policy(spec: str, tokenizer_path: str = "", seed: int = 0, dtype: str = "float32") -> LoadedPolicy:

@@ -29,12 +29,10 @@ from rr1_jax.eval.report import GREEDY, SAMPLED, EvalReport, MethodResult
 from rr1_jax.rollout.candidates import CandidatePool
 from rr1_jax.rollout.pool import PoolClient
 from rr1_jax.rollout.pool_setup import open_pool
-from rr1_jax.rollout.prompts import (compact_routing_template, render_prompt, template_family_for_model,
-                                    template_for_pool)
+from rr1_jax.rollout.prompts import render_prompt, routing_template_for
 
 BASELINES = ("direct", "cot", "prompt_llm", "single", "oracle", "knn")
 DECODING_NAMES = {"greedy": GREEDY, "sampled": SAMPLED}
-PROMPTS = ("upstream", "compact")
 TEST_SUBSETS = ("upstream", "file")
 
 
@@ -77,16 +75,8 @@ def _file_records(path: str, data_source: str, subset: str) -> list[QARecord]:
 
 def policy_routing_template(config, pool: CandidatePool, policy: LoadedPolicy) -> str:
     """`config.prompt`'s routing template; a policy read from a training run gets the prompt it was trained on."""
-    template, family = config.prompt, config.template_family
-    if policy.trained_with and "prompt" in policy.trained_with:
-        template, family = policy.trained_with["prompt"]["template"], policy.trained_with["prompt"]["family"]
-    if template not in PROMPTS:
-        raise ValueError(f"prompt={template!r}: choose one of {PROMPTS}")
-    if template == "compact":
-        return compact_routing_template(pool)
-    if family == "auto":
-        family = template_family_for_model(policy.source)
-    return template_for_pool(pool, family=family)
+    return policy.trained_template(pool) or routing_template_for(pool, config.prompt, config.template_family,
+                                                                 policy.source)
 
 
 def check_same_synthetic_task(config, policy: LoadedPolicy) -> None:

@@ -42,8 +42,7 @@ from rr1_jax.rollout.candidates import CandidatePool
 from rr1_jax.rollout.policy import engine_policy
 from rr1_jax.rollout.pool import PoolClient
 from rr1_jax.rollout.pool_setup import open_pool
-from rr1_jax.rollout.prompts import (compact_routing_template, render_prompt, template_family_for_model,
-                                     template_for_pool)
+from rr1_jax.rollout.prompts import render_prompt, routing_template_for
 from rr1_jax.rollout.worker import RolloutConfig
 from rr1_jax.run_export import save_policy_spec
 
@@ -107,14 +106,9 @@ def build_policy(config, mesh, tokenizer):
 
 
 def routing_template(config, pool: CandidatePool) -> str:
-    if config.prompt.template == "compact":
-        return compact_routing_template(pool)
-    if config.prompt.template != "upstream":
-        raise ValueError(f"prompt.template={config.prompt.template!r}: choose 'upstream' or 'compact'")
-    family = config.prompt.family
-    if family == "auto":
-        family = template_family_for_model(config.model.path or config.model.family)
-    return template_for_pool(pool, family=family)
+    """The routing prompt `config.prompt` names, for the config's policy."""
+    return routing_template_for(pool, config.prompt.template, config.prompt.family,
+                                config.model.path or config.model.family, key="prompt.template")
 
 
 def warm_start_rows(tokenizer, data: RunData, template: str, config):

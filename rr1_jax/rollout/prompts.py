@@ -132,6 +132,16 @@ def template_family_for_model(model_id: str) -> str:
     return "qwen" if "qwen" in model_id.lower() else "llama"
 
 
+def routing_template_for(pool: CandidatePool, template: str, family: str, model: str, key: str = "prompt") -> str:
+    """The routing prompt a config names: "compact", or "upstream" in `family` ("auto": by the name of `model`,
+    the policy's path or family). `key` names the setting in the error for any other `template`."""
+    if template == "compact":
+        return compact_routing_template(pool)
+    if template != "upstream":
+        raise ValueError(f"{key}={template!r}: choose 'upstream' or 'compact'")
+    return template_for_pool(pool, family=template_family_for_model(model) if family == "auto" else family)
+
+
 PROMPT_TEMPLATE_QWEN = template_for_pool(ROUTER_R1_POOL, ROUTER_R1_TRAIN_NAMES, "qwen")
 PROMPT_TEMPLATE_LLAMA = template_for_pool(ROUTER_R1_POOL, ROUTER_R1_TRAIN_NAMES, "llama")
 

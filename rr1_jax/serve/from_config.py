@@ -54,15 +54,23 @@ def build_service(config, policy_spec: str, mode: str, stack: contextlib.ExitSta
         raise ValueError("no policy given: pass --policy=<HF export dir>, a .gguf, bundled:smollm2, tiny or toy")
     pool = pool_config = template = task = None
     if mode == "router":
-        from rr1_jax.rl.run_setup import load_run_data, routing_template
+        from rr1_jax.rl.run_setup import load_run_data
         from rr1_jax.rollout.pool_setup import open_pool
 
         task = load_run_data(config).task if config.pool.kind == "simulated" else None
         pool, pool_config = open_pool(config.pool, task, stack)
-        template = routing_template(config, pool)
     policy = load_served_policy(policy_spec, task)
+    if mode == "router":
+        template = served_template(config, pool, policy)
     serve = serve_config_from(config, mode, getattr(policy, "label", policy_spec), **overrides)
     return Service(policy, serve, pool, pool_config, template)
+
+
+def served_template(config, pool, policy) -> str:
+    """The config's routing prompt; a policy read from a training run is prompted as it was trained."""
+    from rr1_jax.rl.run_setup import routing_template
+
+    return policy.trained_template(pool) or routing_template(config, pool)
 
 
 def describe(service: Service, url: Optional[str] = None) -> str:
