@@ -77,7 +77,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.rollout.mode = "async"  # async | sync (upstream's turn-synchronous loop)
     c.rollout.temperature = 1.0
     c.rollout.top_p = 0.95
-    c.rollout.response_buckets = (1024, 2048, 4096, 8192)
+    # A trained response keeps its first max_response_tokens tokens and the rewards read only those (upstream's
+    # max_prompt_length = 4096 response columns; 0 = no cut); the training rows' widths come from response_buckets.
+    c.rollout.max_response_tokens = 4096
+    c.rollout.response_buckets = (1024, 2048, 4096)
     c.rollout.n_agent = 1  # episodes per prompt; GRPO's group size (upstream's GRPO scripts: 5)
     # Episodes decoded at once (the KV cache and prefill memory scale with it); 0 = every episode of the batch.
     # Must divide a process's episodes per batch (data.batch_size / processes x n_agent). docs/scaling.md.

@@ -77,16 +77,17 @@ RUNTIME_VERSION="${RUNTIME_VERSION:-$(default_runtime "$ACCELERATOR")}"
 # Mesh, remat, rollout-wave and micro-batch flags for launch/train.py: the plans of
 # `python -m rr1_jax.parallel.memory_plan --plan` (docs/scaling.md). waves = "slots per wave, decode from the
 # training shards, PPO micro-batch"; pods (several hosts) roll out each host's 64 / hosts episodes in one wave.
+# response = the trained response tokens the plan has room for (rollout.max_response_tokens; upstream's 4096).
 mesh_flags() {
   local model
   model="$(basename "$CONFIG" .py)"
-  local mesh remat waves
+  local mesh remat waves response=4096
   case "$ACCELERATOR:$model" in
-    v4-8:llama3b) mesh="1 1 4"; remat=full; waves="8 true 1" ;;
-    v4-8:qwen3b) mesh="1 2 2"; remat=full; waves="8 true 2" ;;
+    v4-8:llama3b) mesh="1 1 4"; remat=full; waves="8 true 1"; response=1024 ;;
+    v4-8:qwen3b) mesh="1 2 2"; remat=full; waves="8 true 2"; response=2048 ;;
     v4-32:llama3b) mesh="1 8 2"; remat=dots_no_batch; waves="0 false 8" ;;
     v4-32:qwen3b) mesh="1 16 1"; remat=dots_no_batch; waves="0 false 16" ;;
-    v5litepod-8:llama3b|v5e-8:llama3b) mesh="1 1 8"; remat=full; waves="8 true 1" ;;
+    v5litepod-8:llama3b|v5e-8:llama3b) mesh="1 1 8"; remat=full; waves="8 true 1"; response=1024 ;;
     v5litepod-8:qwen3b|v5e-8:qwen3b) mesh="1 8 1"; remat=full; waves="8 true 8" ;;
     v5litepod-16:llama3b|v5e-16:llama3b) mesh="1 4 4"; remat=dots_no_batch; waves="0 false 8" ;;
     v5litepod-16:qwen3b|v5e-16:qwen3b) mesh="1 16 1"; remat=full; waves="0 false 16" ;;
@@ -100,6 +101,9 @@ mesh_flags() {
     read -r slots shards micro <<<"$waves"
     out+=" --config.rollout.slots_per_wave=$slots --config.rollout.decode_from_train_shards=$shards"
     out+=" --config.ppo.micro_batch_size=$micro"
+  fi
+  if [[ "$response" != 4096 ]]; then
+    out+=" --config.rollout.max_response_tokens=$response"
   fi
   echo "$out"
 }

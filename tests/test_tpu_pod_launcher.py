@@ -86,3 +86,5 @@ def test_mesh_presets_follow_the_memory_plan(accelerator, chips, chip, config, r
     base = memory.TrainingSetup.router_r1(seq_len=rows, response_len=rows - 2048)
     mesh, setup, _ = memory_plan.plan(ModelConfig.named(MODELS[config]), CHIPS[chip], chips, base)
     assert (fsdp, tensor, flags["model.remat"]) == (mesh.fsdp, mesh.tensor, setup.remat)
+    # the trained responses are cut to what the rows the plan is made for leave after a 2048-token prompt
+    assert int(flags.get("rollout.max_response_tokens", 4096)) == rows - 2048

@@ -164,14 +164,18 @@ def sft_warm_start(model, tokenizer, data: RunData, template: str, config) -> Wa
 
 
 def check_response_fits(r) -> None:
-    """The longest possible episode response must fit the largest `rollout.response_buckets` width."""
-    longest = (r.max_turns + 1) * r.max_turn_tokens + r.max_turns * r.max_obs_length
+    """The longest trained response (an episode's, cut to `rollout.max_response_tokens`) must fit the largest
+    `rollout.response_buckets` width."""
+    if r.max_response_tokens < 0:
+        raise ValueError(f"rollout.max_response_tokens={r.max_response_tokens} must be >= 0 (0: no cut)")
+    episode = (r.max_turns + 1) * r.max_turn_tokens + r.max_turns * r.max_obs_length
+    longest = min(episode, r.max_response_tokens or episode)
     if longest > max(r.response_buckets):
-        raise ValueError(f"rollout.response_buckets={tuple(r.response_buckets)} cannot hold the longest response: "
-                         f"{r.max_turns + 1} generations of max_turn_tokens={r.max_turn_tokens} and {r.max_turns} "
-                         f"observations of max_obs_length={r.max_obs_length} are {longest} tokens; add a bucket "
+        raise ValueError(f"rollout.response_buckets={tuple(r.response_buckets)} cannot hold the longest trained "
+                         f"response: {r.max_turns + 1} generations of max_turn_tokens={r.max_turn_tokens} and "
+                         f"{r.max_turns} observations of max_obs_length={r.max_obs_length} are {episode} tokens, "
+                         f"cut to rollout.max_response_tokens={r.max_response_tokens} (0: no cut); add a bucket "
                          f">= {longest} or lower those limits")
-
 
 
 def check_waves(r, local_episodes: int, multi_process: bool) -> None:
@@ -238,7 +242,8 @@ class Run:
         r = c.rollout
         self.rollout_config = RolloutConfig(
             max_turns=r.max_turns, max_obs_length=r.max_obs_length, segment_steps=r.segment_steps, mode=r.mode,
-            prompt_buckets=(self.prompt_width,), response_buckets=tuple(r.response_buckets))
+            prompt_buckets=(self.prompt_width,), response_buckets=tuple(r.response_buckets),
+            max_response_tokens=r.max_response_tokens)
         self.engine = engine_policy(
             nnx.graphdef(self.model), self.initial_params, self.model.config, self.tokenizer,
             num_slots=r.slots_per_wave or self.local_episodes, max_turns=r.max_turns,

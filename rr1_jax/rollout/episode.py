@@ -49,6 +49,7 @@ class EpisodeInfo:
     # no-action / invalid-1 / invalid-2 / invalid-3
     stop_reasons: list = dataclasses.field(default_factory=list)  # per generation: STOP_STRING / EOS / BUDGET / ...
     finished: str = ""  # answer / eos / turn-limit / cache-full
+    response_cut: bool = False  # the response was longer than `max_response_tokens`: its tail is not trained or read
 
     @property
     def num_routes(self) -> int:

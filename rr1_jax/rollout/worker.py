@@ -58,15 +58,19 @@ class RolloutConfig:
     batch_budget: Optional[float] = None  # metered-cost cap for the whole batch
     prompt_buckets: Optional[Sequence[int]] = None  # trajectory prompt widths (None: the longest prompt)
     response_buckets: Optional[Sequence[int]] = None  # trajectory response widths (None: the longest response)
+    # A trained response keeps its first max_response_tokens tokens (0: all), and the rewards read only those, as
+    # upstream keeps the first max_prompt_length = 4096 response columns; the episode's calls all count in its cost.
+    max_response_tokens: int = 0
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"RolloutConfig.mode={self.mode!r}: choose one of {MODES}")
         if self.reprefill and self.mode != "sync":
             raise ValueError("RolloutConfig.reprefill=True needs mode='sync' (re-prefill restarts every slot)")
-        if self.max_turns < 0 or self.max_obs_length < 0 or self.segment_steps <= 0 or self.resume_min_ready < 1:
-            raise ValueError("RolloutConfig: max_turns and max_obs_length must be >= 0, segment_steps and "
-                             "resume_min_ready > 0")
+        if (self.max_turns < 0 or self.max_obs_length < 0 or self.max_response_tokens < 0 or self.segment_steps <= 0
+                or self.resume_min_ready < 1):
+            raise ValueError("RolloutConfig: max_turns, max_obs_length and max_response_tokens must be >= 0, "
+                             "segment_steps and resume_min_ready > 0")
 
 
 class RolloutWorker:
@@ -241,8 +245,9 @@ class RolloutWorker:
     # ---- output ----
     def _result(self) -> RolloutResult:
         cfg = self.config
+        cut = cfg.max_response_tokens or None  # upstream's right side: the first columns of each response
         prompts = [s.prompt for s in self._slots]
-        responses = [s.response for s in self._slots]
+        responses = [s.response[:cut] for s in self._slots]
         longest_prompt = max(len(p) for p in prompts)
         longest_response = max(1, max(len(r) for r in responses))
         prompt_width = pick_bucket(longest_prompt, cfg.prompt_buckets) if cfg.prompt_buckets else longest_prompt
@@ -250,12 +255,13 @@ class RolloutWorker:
                           else longest_response)
         pad_id = getattr(self.policy, "pad_id", None)
         pad_id = self.tokenizer.pad_token_id if pad_id is None else pad_id
-        trajectories = build_trajectories(prompts, responses, [s.policy_flags for s in self._slots],
-                                          [s.logprobs for s in self._slots], prompt_width, response_width,
+        trajectories = build_trajectories(prompts, responses, [s.policy_flags[:cut] for s in self._slots],
+                                          [s.logprobs[:cut] for s in self._slots], prompt_width, response_width,
                                           pad_id, num_rows=self.policy.num_slots)
         episodes = []
-        for slot in self._slots:
-            text = self.tokenizer.decode(slot.response, skip_special_tokens=True)
+        for slot, response in zip(self._slots, responses):
+            slot.info.response_cut = len(response) < len(slot.response)
+            text = self.tokenizer.decode(response, skip_special_tokens=True)
             end = text.rfind(ANSWER_END)
             if slot.info.finished == "answer" and end >= 0:
                 # the id completing `</answer>` may carry more bytes (`>.`); they stay in the trained ids

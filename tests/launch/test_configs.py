@@ -9,7 +9,9 @@ import pytest
 
 from rr1_jax.model.hf_config import WeightsError
 from rr1_jax.model.weights import resolve_model_path
+from rr1_jax.parallel.memory import TrainingSetup
 from rr1_jax.rl.ppo_config import optim_config_from, ppo_config_from
+from rr1_jax.rl.run_setup import check_response_fits
 
 CONFIGS = ["base", "tiny", "demo", "smollm2", "llama3b", "qwen3b"]
 
@@ -31,9 +33,25 @@ def test_upstream_configs(name, monkeypatch):
     # qa_train_merge.py / qa_test_merge.py: NQ + HotpotQA, 7,000 and 100 per source; NQ validates on its test split
     assert (config.data.train_per_source, config.data.val_per_source, config.data.val_size) == (7000, 100, 200)
     assert config.data.val_source == "data/nq/test.jsonl,data/hotpotqa/dev.jsonl"
+    # prompt 4096 / start 2048: responses keep their first 4096 tokens, the rows docs/scaling.md's memory plan sizes
+    assert (config.rollout.max_prompt_tokens, config.rollout.max_response_tokens) == (2048, 4096)
+    assert max(config.rollout.response_buckets) == TrainingSetup.router_r1().response_len == 4096
+    check_response_fits(config.rollout)
     monkeypatch.delenv(config.model.path.lstrip("$"), raising=False)
     with pytest.raises(WeightsError, match="environment variable is not set"):
         resolve_model_path(config.model.path)
+
+
+def test_response_buckets_need_only_hold_the_cut_response():
+    r = importlib.import_module("configs.tiny").get_config().rollout
+    r.max_turns = 3  # 4 x 16 policy + 3 x 32 observation tokens > the one bucket of 128
+    with pytest.raises(ValueError, match="add a bucket >= 160"):
+        check_response_fits(r)
+    r.max_response_tokens = 128  # trained responses cut to 128 tokens fit it
+    check_response_fits(r)
+    r.max_response_tokens = -1
+    with pytest.raises(ValueError, match="max_response_tokens=-1 must be >= 0"):
+        check_response_fits(r)
 
 
 def test_unknown_ppo_key_is_named():

@@ -125,6 +125,33 @@ def test_reward_text_ends_at_the_answer_as_upstreams_cut(task, tokenizer):
     assert int(np.asarray(result.trajectories.loss_mask[0]).sum()) == len(answer)  # "." is still a trained id
 
 
+def test_a_response_keeps_its_first_max_response_tokens_as_upstreams_right_side(task, tokenizer, route_query):
+    """Upstream keeps the first max_prompt_length = 4096 response columns: what follows is neither trained nor
+    read by the rewards (an answer past the cut scores format -1), but every executed call counts in the cost."""
+    scripts, route, answer = scripts_for(tokenizer, route_query)
+    prompts = [encode(tokenizer, "q1?"), encode(tokenizer, "q2?")]
+    whole, _ = run_rollout(task, ScriptedPolicy([scripts[0], scripts[3]]), tokenizer, prompts,
+                           RolloutConfig(max_turns=2))
+    cap = len(route) + 5  # inside slot 0's observation; slot 1's lone answer is shorter
+    cut, server = run_rollout(task, ScriptedPolicy([scripts[0], scripts[3]]), tokenizer, prompts,
+                              RolloutConfig(max_turns=2, max_response_tokens=cap))
+    t, w = cut.trajectories, whole.trajectories
+    assert t.response_width == cap and [e.response_cut for e in cut.episodes] == [True, False]
+    for name in ("tokens", "attention_mask"):  # slot 0: the whole run's first columns; slot 1 unchanged
+        a, b = np.asarray(getattr(t, name)), np.asarray(getattr(w, name))
+        assert (a[0, :t.prompt_width + cap] == b[0, :t.prompt_width + cap]).all()
+        assert (a[1, :t.prompt_width + cap] == b[1, :t.prompt_width + cap]).all()
+    for name in ("loss_mask", "response_mask", "old_logprobs"):
+        assert (np.asarray(getattr(t, name))[:, :cap] == np.asarray(getattr(w, name))[:, :cap]).all()
+    assert int(np.asarray(t.response_mask[0]).sum()) == cap
+    first = cut.episodes[0]
+    assert first.response_text == tokenizer.decode(
+        np.asarray(t.tokens[0, t.prompt_width:t.prompt_width + cap]).tolist(), skip_special_tokens=True)
+    assert "<answer>" not in first.response_text and format_reward(first.response_text) == -1.0
+    assert first.cost == whole.episodes[0].cost == pytest.approx(server.total_cost()) and server.requests == 1
+    assert cut.episodes[1].response_text == whole.episodes[1].response_text
+
+
 def test_truncation_invalid_observation_and_budget(task, tokenizer, route_query):
     scripts, route, answer = scripts_for(tokenizer, route_query)
     policy = ScriptedPolicy([scripts[1], scripts[2]])
