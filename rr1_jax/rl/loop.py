@@ -53,6 +53,8 @@ def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNorma
     return scores, {"episode/reward": float(scores[:n].mean()), "episode/em": float(np.mean(em)),
                     "episode/format_ok": float(np.mean(fmt)), "episode/cost": float(np.mean(cost)),
                     "episode/routes": float(np.mean(routes)), "reward/alpha": float(alpha),
+                    # share of episodes longer than rollout.max_response_tokens (their tail untrained and unread)
+                    "episode/response_cut": float(np.mean([ep.response_cut for ep in episodes[:n]])),
                     # calls per episode to each candidate (every name, so all processes log the same keys)
                     **{CALLS_PREFIX + name: calls[name] / n for name in pool.names}}
 

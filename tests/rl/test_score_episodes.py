@@ -24,7 +24,9 @@ def _episode(text: str, *candidates):
 def test_rewards_and_calls_per_candidate():
     records = [QARecord(id=str(i), question="q", golden_answers=["Paris"], data_source="t") for i in range(3)]
     episodes = [_episode(GOOD, QWEN), _episode("no tags", QWEN, MIXTRAL, None), _episode(GOOD, QWEN)]
+    episodes[1].response_cut = True  # longer than rollout.max_response_tokens
     scores, m = score_episodes(records, episodes, POOL, lambda cost: 0.0, CFG, num_rows=4, alpha=0.0)
+    assert m["episode/response_cut"] == pytest.approx(1 / 3)
     np.testing.assert_array_equal(scores, [1.0, -1.0, 1.0, 0.0])  # the dummy fourth row scores 0
     assert m["episode/format_ok"] == pytest.approx(2 / 3) and m["episode/routes"] == pytest.approx(5 / 3)
     assert m[f"calls/{QWEN}"] == 1.0 and m[f"calls/{MIXTRAL}"] == pytest.approx(1 / 3)
