@@ -59,6 +59,12 @@ class MethodResult:
                 "note": self.note, "summary": self.summary, "per_seed": self.per_seed,
                 "episodes": [[dataclasses.asdict(e) for e in run] for run in self.episodes]}
 
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "MethodResult":
+        """The inverse of `to_dict` (its derived "summary" is recomputed)."""
+        return cls(d["name"], d["kind"], d["decoding"], list(d["seeds"]), list(d["per_seed"]),
+                   [[EpisodeScore(**e) for e in run] for run in d["episodes"]], d.get("note", ""))
+
 
 @dataclasses.dataclass
 class EvalReport:
@@ -136,6 +142,18 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
     return out
+
+
+def write_method(result: MethodResult, path: str) -> str:
+    """One method's result as JSON (`read_method` reads it back)."""
+    with open(path, "w") as f:
+        json.dump(result.to_dict(), f, default=_json_default)
+    return path
+
+
+def read_method(path: str) -> MethodResult:
+    with open(path) as f:
+        return MethodResult.from_dict(json.load(f))
 
 
 def _json_default(obj):

@@ -22,7 +22,7 @@ from flax import nnx
 
 from rr1_jax.checkpoint import PreemptionGuard, export_hf
 from rr1_jax.data.batching import QABatchIterator
-from rr1_jax.eval.report import MethodResult
+from rr1_jax.eval.report import MethodResult, read_method, write_method
 from rr1_jax.eval.scoring import CALLS_PREFIX, score_policy_episode
 from rr1_jax.generate.compile_count import count_compilations
 from rr1_jax.metrics import MetricsLogger
@@ -31,6 +31,9 @@ from rr1_jax.rl.run_setup import Run
 from rr1_jax.rollout.candidates import CandidatePool
 from rr1_jax.rollout.pool import PoolClient
 from rr1_jax.rollout.waves import rollout_in_waves
+
+
+BEFORE_FILE = "validation_before.json"  # the policy's greedy validation before PPO, for a resumed run's summary
 
 
 def score_episodes(records, episodes, pool: CandidatePool, normalizer: CostNormalizer, reward_cfg, num_rows: int,
@@ -93,8 +96,13 @@ async def _train(run: Run) -> dict:
     seconds = summary["seconds"] = {"copy warm-up": warm.copy_s if warm else 0.0, "SFT": warm.sft_s if warm else 0.0,
                                     "PPO iterations": 0.0}
     async with PoolClient(run.pool, run.pool_config) as client:
+        before_path = os.path.join(run.workdir, BEFORE_FILE)
         if start == 0 and c.train.val_every:
             summary["before"] = await run.validate(client, run.initial_params, c.seed)
+            if summary["before"] is not None:  # process 0
+                write_method(summary["before"], before_path)
+        elif c.train.val_every and os.path.isfile(before_path):  # resumed: the warm start's, measured before
+            summary["before"] = read_method(before_path)
         done, stop = start, False  # PPO iterations completed; a signal asked to stop
         validated = (None, None)  # (iteration, greedy validation result) of the latest validation
         for step in range(start, c.train.total_steps):

@@ -96,6 +96,11 @@ def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path, monkeypatch):
     assert all(map(math.isfinite, row.values())), row
     assert "critic/vf_loss" not in row and row["actor/updated"] == 1
     assert row["perf/tokens"] > 0
+    # resumed for one more iteration: the summary's "before" is the first run's, not validated again
+    config.train.total_steps = 2
+    resumed = train(config, str(tmp_path / "grpo"))
+    assert resumed["start_step"] == 1 and len(validations) == 3  # only the new "after"
+    assert resumed["before"].to_dict() == summary["before"].to_dict()
 
 
 def test_sigterm_saves_and_stops_without_final_validation_or_export(tmp_path, monkeypatch):
