@@ -62,6 +62,11 @@ def test_resume_restores_the_warm_start_instead_of_training_it_again(tmp_path):
     assert resumed["seconds"]["copy warm-up"] == resumed["seconds"]["SFT"] == 0.0  # no second warm start
     for a, b in zip(jax.tree.leaves(straight["state"]), jax.tree.leaves(resumed["state"])):
         assert (jax.device_get(a) == jax.device_get(b)).all()
+    rows = {name: [json.loads(x) for x in open(tmp_path / name / "metrics.jsonl")] for name in ("straight", "resumed")}
+    assert [r["step"] for r in rows["resumed"]] == [1, 2]
+    untimed = lambda row: {k: v for k, v in row.items() if not k.startswith("perf/") and k != "time"}  # noqa: E731
+    for one, two in zip(rows["straight"], rows["resumed"]):  # the same episodes, losses and metrics
+        assert untimed(one) == untimed(two)
 
 
 def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path, monkeypatch):
