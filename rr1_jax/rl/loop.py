@@ -81,6 +81,9 @@ async def _train(run: Run) -> dict:
     restored = ckpt.restore(trainer.abstract_state())
     if restored is None:
         state, start = trainer.init_state(copy=False), 0
+        if run.warm_start is not None:  # kept as step 0: a run stopped before its first save skips the SFT again
+            ckpt.save(0, state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
+                      metrics_step=0, config=c.to_dict(), force=True)
     else:
         start, state, extras = restored
         batches.load_state_dict(hosts.data_state(extras["data"]))
@@ -97,8 +100,8 @@ async def _train(run: Run) -> dict:
                                     "PPO iterations": 0.0}
     async with PoolClient(run.pool, run.pool_config) as client:
         before_path = os.path.join(run.workdir, BEFORE_FILE)
-        if start == 0 and c.train.val_every:
-            summary["before"] = await run.validate(client, run.initial_params, c.seed)
+        if start == 0 and c.train.val_every:  # the state's actor: a resumed step 0 holds the warm start
+            summary["before"] = await run.validate(client, trainer.actor_state(state), c.seed)
             if summary["before"] is not None:  # process 0
                 write_method(summary["before"], before_path)
         elif c.train.val_every and os.path.isfile(before_path):  # resumed: the warm start's, measured before

@@ -45,7 +45,7 @@ def test_two_iterations_then_resume(tmp_path):
 @pytest.mark.slow
 def test_resume_restores_the_warm_start_instead_of_training_it_again(tmp_path):
     """The checkpoint holds the warm-started actor and its reference: a resumed run skips the SFT (minutes on
-    the demo) and continues exactly as a straight run."""
+    the demo) and continues exactly as a straight run, also when it stopped before its first PPO save."""
     config = tiny.get_config()
     config.sft.update(dict(steps=3, batch_size=4, num_demos=16, copy_steps=2, copy_batch_size=4))
     config.train.total_steps = 2
@@ -67,6 +67,15 @@ def test_resume_restores_the_warm_start_instead_of_training_it_again(tmp_path):
     untimed = lambda row: {k: v for k, v in row.items() if not k.startswith("perf/") and k != "time"}  # noqa: E731
     for one, two in zip(rows["straight"], rows["resumed"]):  # the same episodes, losses and metrics
         assert untimed(one) == untimed(two)
+    # stopped before its first PPO save: the warm start was kept as step 0, so the rerun skips the SFT too
+    config.train.total_steps = 0
+    assert train(config, str(tmp_path / "stopped"))["sft_losses"]
+    assert os.listdir(tmp_path / "stopped" / "ckpt") == ["0"]
+    config.train.total_steps = 2
+    rerun = train(config, str(tmp_path / "stopped"))
+    assert rerun["start_step"] == 0 and rerun["sft_losses"] == [] and rerun["copy_losses"] == []
+    for a, b in zip(jax.tree.leaves(straight["state"]), jax.tree.leaves(rerun["state"])):
+        assert (jax.device_get(a) == jax.device_get(b)).all()
 
 
 def test_grpo_groups_of_n_agent_episodes_per_prompt(tmp_path, monkeypatch):
