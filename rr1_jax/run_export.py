@@ -17,7 +17,6 @@ import logging
 import os
 from typing import Optional
 
-import jax
 from flax import nnx
 
 from rr1_jax.checkpoint import CheckpointError, TrainCheckpointer
@@ -84,8 +83,8 @@ def load_run_policy(path: str, step: Optional[int] = None, dtype: str = "float32
                               f"--workdir={workdir}; it writes {POLICY_DIR}/ and, with no steps left, exports the "
                               f"actor to {workdir}/hf_export")
     config = read_hf_config(spec, dtype=dtype, param_dtype=dtype)
-    graphdef, abstract = nnx.split(abstract_model(config), nnx.Param)
-    target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), nnx.to_pure_dict(abstract))
+    graphdef, abstract = nnx.split(abstract_model(config), nnx.Param)  # ShapeDtypeStruct leaves
+    target = nnx.to_pure_dict(abstract)
     with _orbax_quiet():
         checkpointer = TrainCheckpointer(os.path.join(workdir, CKPT_DIR), async_save=False, read_only=True)
         try:

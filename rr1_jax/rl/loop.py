@@ -78,12 +78,16 @@ async def _train(run: Run) -> dict:
                               seed=c.seed, drop_remainder=True)  # every iteration a full batch (upstream: drop_last)
     normalizer = CostNormalizer(window=c.reward.cost_window, q_low=c.reward.cost_q_low,
                                 q_high=c.reward.cost_q_high, transform=c.reward.cost_transform)
+
+    def save(step: int, train_state, force: bool = False) -> None:
+        ckpt.save(step, train_state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
+                  metrics_step=step, config=c.to_dict(), force=force)
+
     restored = ckpt.restore(trainer.abstract_state())
     if restored is None:
         state, start = trainer.init_state(copy=False), 0
         if run.warm_start is not None:  # kept as step 0: a run stopped before its first save skips the SFT again
-            ckpt.save(0, state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
-                      metrics_step=0, config=c.to_dict(), force=True)
+            save(0, state, force=True)
     else:
         start, state, extras = restored
         batches.load_state_dict(hosts.data_state(extras["data"]))
@@ -145,8 +149,7 @@ async def _train(run: Run) -> dict:
                 metrics.update(summarize_validation(validated[1]))
             logger.log(done, metrics)
             stop = hosts.any(guard.requested)
-            ckpt.save(done, state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
-                      metrics_step=done, config=c.to_dict(), force=stop)
+            save(done, state, force=stop)
             if stop:
                 break
         if c.train.val_every and not stop:  # greedy and seeded: the last iteration's validation is the same
@@ -156,8 +159,7 @@ async def _train(run: Run) -> dict:
     summary["preempted"] = stop  # saved and stopped early: no final validation or export (a rerun resumes)
     ckpt.wait()
     if done > start and ckpt.latest_step() != done:
-        ckpt.save(done, state, data_state=batches.state_dict(), cost_normalizer=normalizer.state_dict(),
-                  metrics_step=done, config=c.to_dict(), force=True)
+        save(done, state, force=True)
     ckpt.close()
     logger.close()
     guard.uninstall()
