@@ -10,6 +10,8 @@ import json
 import math
 import os
 import re
+import resource
+import sys
 import time
 import warnings
 from typing import Any, Mapping, Optional
@@ -23,6 +25,12 @@ PROGRESS_FIELDS = {"reward": "episode/reward", "EM": "episode/em", "cost": "epis
                    "routes": "episode/routes", "tok/s": "perf/tokens_per_s"}
 TOKENS_KEY = "perf/tokens"  # tokens processed in the step: the logger derives perf/tokens_per_s from it
 ITERATION_KEY = "perf/iteration_s"  # the step's own wall seconds (rollout + update), when the loop reports them
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, in GiB (getrusage: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2 ** 30 if sys.platform == "darwin" else 2 ** 20)
 
 
 def redact_secrets(tree: Any) -> Any:

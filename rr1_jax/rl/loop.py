@@ -25,7 +25,7 @@ from rr1_jax.data.batching import QABatchIterator
 from rr1_jax.eval.report import MethodResult, read_method, write_method
 from rr1_jax.eval.scoring import CALLS_PREFIX, score_policy_episode
 from rr1_jax.generate.compile_count import count_compilations
-from rr1_jax.metrics import MetricsLogger
+from rr1_jax.metrics import MetricsLogger, peak_rss_gb
 from rr1_jax.rl.rewards import CostNormalizer, scheduled_alpha
 from rr1_jax.rl.run_setup import Run
 from rr1_jax.rollout.candidates import CandidatePool
@@ -124,7 +124,7 @@ async def _train(run: Run) -> dict:
                                                 [run.prompts[r.question] for r in records], run.rollout_config,
                                                 seed=c.seed * 1_000_003 + step, num_rows=run.local_episodes,
                                                 slot_ids=hosts.slot_ids(run.local_episodes))
-                t_rollout = time.perf_counter() - t0
+                t_rollout, rss_rollout = time.perf_counter() - t0, peak_rss_gb()
                 traj = hosts.common_widths(result.trajectories, run.engine.pad_id)
                 cost_reward = hosts.cost_rewards(normalizer, [ep.cost for ep in result.episodes], traj.tokens.shape[0])
                 alpha = scheduled_alpha(c.reward.alpha, step, c.reward.early_alpha, c.reward.early_steps)
@@ -142,7 +142,9 @@ async def _train(run: Run) -> dict:
             metrics.update({"perf/tokens": hosts.sum(np.asarray(traj.attention_mask).sum()),
                             "perf/rollout_s": t_rollout, "perf/iteration_s": t_iteration,
                             "perf/call_latency_hidden": result.timing.hidden_fraction,
-                            "perf/compiles": compiles.count})
+                            "perf/compiles": compiles.count,
+                            # this host's peak RSS so far, after the rollout and after the update (GiB)
+                            "perf/peak_rss_rollout_gb": rss_rollout, "perf/peak_rss_gb": peak_rss_gb()})
             done = step + 1
             if c.train.val_every and done % c.train.val_every == 0:
                 validated = (done, await run.validate(client, trainer.actor_state(state), c.seed))

@@ -27,6 +27,7 @@ def test_two_iterations_then_resume(tmp_path):
         calls = [v for k, v in row.items() if k.startswith("calls/")]  # per candidate, every pool name
         assert len(calls) == 6 and sum(calls) <= row["episode/routes"] + 1e-9
     assert lines[0]["perf/compiles"] > 0 and lines[1]["perf/compiles"] == 0  # the second iteration compiles nothing
+    assert 0.1 < lines[0]["perf/peak_rss_rollout_gb"] <= lines[0]["perf/peak_rss_gb"] <= lines[1]["perf/peak_rss_gb"]
     assert sorted(os.listdir(tmp_path / "ckpt"))[-1] == "2"
     exported = load_run_policy(str(tmp_path))  # what launch/export.py and eval read: the TrainState's actor
     assert exported.step == 2 and exported.source == "tiny"
