@@ -40,6 +40,7 @@ def iteration_config(name: str, batch: int, iterations: int, workdir: str, start
     c.data.batch_size = batch
     c.rollout.n_agent = 1
     c.ppo.mini_batch_size = min(c.ppo.mini_batch_size, batch)
+    c.ppo.micro_batch_size = min(c.ppo.micro_batch_size, c.ppo.mini_batch_size)
     c.ppo.critic_warmup = 0  # the update runs in every iteration measured
     c.sft.steps = c.sft.copy_steps = 0
     c.train.update(dict(total_steps=iterations, val_every=0, export_hf=False))

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import time
@@ -47,6 +46,7 @@ from rr1_jax.config_overrides import apply_overrides, parse_override  # noqa: E4
 from rr1_jax.data.synthetic_candidates import default_candidates  # noqa: E402
 from rr1_jax.data.synthetic_routing import routing_reference  # noqa: E402
 from rr1_jax.eval.scoring import CALLS_PREFIX, OVERALL  # noqa: E402
+from rr1_jax.metrics import peak_rss_gb  # noqa: E402
 from rr1_jax.rl.loop import train  # noqa: E402
 from rr1_jax.rl.run_setup import load_run_data  # noqa: E402
 
@@ -209,7 +209,7 @@ def main():
               f"{_cost(ppo0):.1f}, alpha={args.alpha:g} EM {_em(ppo9):.3f} cost {_cost(ppo9):.1f}", flush=True)
     _report(args, sft_result, rows, ref, f"warm start reused from {args.start}" if args.start else
             f"SFT {t_sft:.0f} s")
-    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB; "
+    print(f"\npeak RSS {peak_rss_gb():.2f} GB; "
           f"wall {time.perf_counter() - t0:.0f} s")
 
 

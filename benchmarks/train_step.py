@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import time
 
@@ -25,6 +24,7 @@ import numpy as np  # noqa: E402
 from rr1_jax.model.config import ModelConfig  # noqa: E402
 from rr1_jax.model.critic import critic_from_policy  # noqa: E402
 from rr1_jax.model.transformer import init_model  # noqa: E402
+from rr1_jax.metrics import peak_rss_gb  # noqa: E402
 from rr1_jax.rl.ppo_config import OptimConfig, PPOConfig  # noqa: E402
 from rr1_jax.rl.trainer import PPOTrainer  # noqa: E402
 from rr1_jax.rollout.trajectory import build_trajectories  # noqa: E402
@@ -96,7 +96,7 @@ def bench(name: str, config: ModelConfig, rows: int, prompt: int, response: int,
     fa = forward_flops(config, tokens, seq, rows * response, True)
     fc = forward_flops(config, tokens, seq, 0, False)
     model_flops = 5 * fa + 4 * fc  # prepare: 2 actor + 1 critic fwd; updates: 3x fwd each
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    rss_gb = peak_rss_gb()
     return dict(model=name, params_m=config.num_params / 1e6, compile_s=compile_seconds.seconds, first_s=first,
                 step_s=step, tok_s=tokens / step, gflops=model_flops / step / 1e9, mfu=model_flops / step / peak,
                 rss_gb=rss_gb,

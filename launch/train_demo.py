@@ -7,7 +7,6 @@ domain is routed to), the plots written to the work directory, wall time and pea
 config overrides, e.g. `python launch/train_demo.py --config.train.total_steps=10`.
 """
 import os
-import resource
 import sys
 import time
 
@@ -19,6 +18,7 @@ from absl import app, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from rr1_jax.config_overrides import check_config_flags  # noqa: E402
+from rr1_jax.metrics import peak_rss_gb  # noqa: E402
 
 _DEFAULT_CONFIG = os.path.join(_REPO, "configs", "demo.py")  # whatever the working directory
 if __name__ == "__main__":  # before absl, which applies --config.* overrides as it defines the flag
@@ -43,7 +43,7 @@ def main(argv):
     if os.path.isdir(plots):
         print(f"\nplots: {', '.join(sorted(os.path.join(plots, p) for p in os.listdir(plots)))}")
     print(f"\nwall time {time.perf_counter() - t0:.0f} s, peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
+          f"{peak_rss_gb():.2f} GB")
 
 
 if __name__ == "__main__":
