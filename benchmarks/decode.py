@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from rr1_jax.generate import Sampler, SamplingParams, count_compilations  # noqa: E402
+from rr1_jax.generate.sampling import top_p_threshold  # noqa: E402
 from rr1_jax.model.gguf_weights import load_gguf_model, smollm2_gguf_path  # noqa: E402
 
 
@@ -46,11 +47,11 @@ def forward_flops(config, batch: int, new_tokens: int, context: int) -> float:
     return batch * new_tokens * (per_token + attention + 2 * c.hidden_size * c.vocab_size)
 
 
-def run_ours(model, prompts: np.ndarray, new_tokens: int):
+def run_ours(model, prompts: np.ndarray, new_tokens: int, sampling: SamplingParams = SamplingParams(greedy=True)):
     config = model.config
     graphdef, params = nnx.split(model, nnx.Param)
     batch, prompt_len = prompts.shape
-    sampler = Sampler(graphdef, SamplingParams(greedy=True), eos_ids=())
+    sampler = Sampler(graphdef, sampling, eos_ids=())
     lengths = np.full((batch,), prompt_len, np.int32)
 
     def once():
@@ -62,12 +63,34 @@ def run_ours(model, prompts: np.ndarray, new_tokens: int):
         state, out = sampler.decode_segment(params, state, new_tokens)
         out.tokens.block_until_ready()
         t2 = time.perf_counter()
-        return np.asarray(out.tokens), t1 - t0, t2 - t1
+        return np.asarray(out.tokens), t1 - t0, t2 - t1, state.logits
 
     with count_compilations() as compiles:
         once()
-    tokens, prefill_s, decode_s = once()
-    return dict(tokens=tokens, prefill_s=prefill_s, decode_s=decode_s, compile_s=compiles.seconds)
+    tokens, prefill_s, decode_s, logits = once()
+    return dict(tokens=tokens, prefill_s=prefill_s, decode_s=decode_s, compile_s=compiles.seconds, logits=logits)
+
+
+def sorted_top_p_threshold(x, top_p: float):
+    """The reference: sort the vocabulary, accumulate, keep the prefix reaching top_p (what each step did before)."""
+    descending = -jnp.sort(-x, axis=-1)  # [B, V]
+    probs = jax.nn.softmax(descending, axis=-1)
+    kept = jnp.cumsum(probs, axis=-1) - probs < top_p
+    return jnp.min(jnp.where(kept, descending, jnp.inf), axis=-1, keepdims=True)
+
+
+def time_top_p(logits, top_p: float = 0.95, repeats: int = 10) -> dict:
+    """ms per call of the top-p threshold on [B, V] logits, bisection (ours) vs sort (reference), and how many
+    tokens the two keep differently."""
+    out = {}
+    for name, fn in (("ours", top_p_threshold), ("sort", sorted_top_p_threshold)):
+        fn = jax.jit(lambda x, fn=fn: fn(x, top_p))
+        threshold = fn(logits).block_until_ready()
+        out[name] = 1e3 * min(_timed(lambda: fn(logits).block_until_ready())[1] for _ in range(repeats))
+        out[name + "_kept"] = np.asarray(logits >= threshold)
+    out["differ"] = int((out["ours_kept"] != out["sort_kept"]).sum())
+    out["nucleus"] = out["sort_kept"].sum(axis=-1)  # tokens kept per row
+    return out
 
 
 def run_transformers(path: str, prompts: np.ndarray, new_tokens: int):
@@ -119,6 +142,14 @@ def main():
             ("matmul peak (1024^2 f32)", f"{peak / 1e9:.1f} GFLOP/s"),
             ("rr1_jax decode FLOP/s", f"{decode_flops / 1e9:.1f} GFLOP/s = {decode_flops / peak:.0%} of peak"),
             ("rr1_jax prefill FLOP/s", f"{prefill_flops / 1e9:.1f} GFLOP/s = {prefill_flops / peak:.0%} of peak")]
+    # Router-R1's rollout sampling (T=1, top-p 0.95): what the per-step top-p costs, ours against the full sort
+    sampled = run_ours(model, prompts, n, SamplingParams.router_r1())
+    top_p = time_top_p(sampled["logits"])
+    rows += [("rr1_jax sampled decode (T=1, top-p 0.95)", f"{1e3 * sampled['decode_s'] / n:.1f} ms/step"),
+             (f"top-p threshold of [{b}, {model.config.vocab_size}] logits: sort / bisection",
+              f"{top_p['sort']:.1f} / {top_p['ours']:.1f} ms = {top_p['sort'] / top_p['ours']:.1f}x (tokens kept "
+              f"differently: {top_p['differ']}; nucleus {top_p['nucleus'].min()}-{top_p['nucleus'].max()} tokens "
+              "after the last step)")]
     if not args.skip_transformers:
         hf_tokens, hf_s, threads = run_transformers(path, prompts, n)
         hf_tps = generated / hf_s

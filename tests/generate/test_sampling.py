@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rr1_jax.generate import SamplingParams, behaviour_log_probs, pad_batch, pick_bucket, sample_tokens
-from rr1_jax.generate.sampling import slot_keys
+from rr1_jax.generate.sampling import slot_keys, top_p_threshold
 
 LOGITS = np.log(np.array([0.30, 0.20, 0.15, 0.12, 0.10, 0.06, 0.04, 0.03], np.float32))
 
@@ -67,3 +67,21 @@ def test_buckets_pad_left_and_right():
     assert tokens.tolist() == [[0, 0, 1, 2], [0, 0, 0, 3], [0, 0, 0, 0]] and lengths.tolist() == [2, 1, 0]
     tokens, _ = pad_batch([[1, 2]], 3, 9, align="right")
     assert tokens.tolist() == [[1, 2, 9]]
+
+
+@pytest.mark.parametrize("scale", [8.0, 1.0, 0.05])  # a nucleus of a few tokens, of thousands, of nearly all
+def test_top_p_threshold_by_bisection_keeps_the_sorted_nucleus(scale):
+    """The bisected threshold keeps exactly what sorting and accumulating in float64 keeps, on 4,096-token rows,
+    with tied logits and with top-k's -inf entries; a flat row's float32 sums may move its boundary by a token."""
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((6, 4096)) * scale).astype(np.float32)  # [B, V]
+    logits[1, :10] = logits[1].max()  # ten tied largest logits
+    logits[2, 100:] = -np.inf  # what a top-k filter leaves
+    threshold = np.asarray(jax.jit(lambda x: top_p_threshold(x, 0.9))(jnp.asarray(logits)))  # [B, 1]
+    for row, t in zip(logits, threshold):
+        differ = (row >= t) != (reference_distribution(row.astype(np.float64), 1.0, -1, 0.9) > 0)
+        assert differ.sum() <= (1 if scale < 1 else 0)
+    assert (logits[1, :10] >= threshold[1]).all()  # ties with the threshold are all kept
+    log_probs = np.asarray(behaviour_log_probs(jnp.asarray(logits), SamplingParams(top_p=0.9)))
+    np.testing.assert_allclose(np.exp(log_probs).sum(axis=-1), 1.0, atol=1e-5)
+    assert ((log_probs > -np.inf) == (logits >= threshold)).all()
