@@ -24,10 +24,12 @@ takes ~5 minutes on 2 CPU cores (README "PPO update"). JAX uses the accelerator 
 (`JAX_PLATFORMS=cpu` forces the CPU).
 
 Usage: `.venv/bin/python benchmarks/learning.py [--steps 200] [--eval 100] [--workdir runs/learning]
-[--start runs/learning/sft/hf_export] [--ppo-seeds 0] [--policy demo] [--cost-first 0] [--set KEY=VALUE ...]`
-(`--start`: reuse an earlier run's exported warm start, skipping the SFT; `--ppo-seeds`: the PPO runs' seeds, i.e.
-question order and sampling; the start keeps seed 0; `--set ppo.kl_loss_coef=0.1`: a config override for the SFT
-and both PPO runs, on top of the recipe).
+[--start runs/learning/sft/hf_export] [--ppo-seeds 0] [--policy demo] [--cost-first 0] [--set KEY=VALUE ...]
+[--cost-set KEY=VALUE ...]` (`--start`: reuse an earlier run's exported warm start, skipping the SFT; `--ppo-seeds`:
+the PPO runs' seeds, i.e. question order and sampling; the start keeps seed 0; `--set ppo.kl_loss_coef=0.1`: a config
+override for the SFT and both PPO runs, on top of the recipe; `--cost-set`: one for the cost-aware run only, e.g.
+`ppo.grpo_norm_by_std=False`, since dividing by a group's reward std scales away the cost term's size,
+docs/learning.md, stop 38).
 """
 from __future__ import annotations
 
@@ -154,11 +156,15 @@ def main():
                         metavar="KEY=VALUE", help="config override for the warm start and both PPO runs "
                              "(repeatable); each PPO run's model.path, sft.steps, reward.alpha and seed stay the "
                              "benchmark's")
+    parser.add_argument("--cost-set", dest="cost_overrides", type=parse_override, action="append", default=[],
+                        metavar="KEY=VALUE", help="config override for the cost-aware PPO run only, on top of --set "
+                             "(repeatable), e.g. ppo.grpo_norm_by_std=False (docs/learning.md, stop 38)")
     args = parser.parse_args()
-    try:
-        _config(args.workdir, 0, args.eval, args.policy, args.overrides)
-    except (KeyError, TypeError) as e:  # a misspelt key or a value of the wrong type, before anything is deleted
-        parser.error(f"--set: {e.args[0]}")
+    for flag, overrides in (("--set", args.overrides), ("--cost-set", args.cost_overrides)):
+        try:
+            _config(args.workdir, 0, args.eval, args.policy, overrides)
+        except (KeyError, TypeError) as e:  # a misspelt key or a value of the wrong type, before anything is deleted
+            parser.error(f"{flag}: {e.args[0]}")
     if args.cost_first < 0:
         parser.error(f"--cost-first {args.cost_first}: give the alpha=0 iterations after the cost-aware run (0: off)")
     if not 0.0 < args.alpha <= 1.0:
@@ -194,6 +200,7 @@ def main():
                 shutil.copytree(os.path.join(args.workdir, f"ppo_seed{seed}_alpha{args.alpha:g}", "ckpt"),
                                 os.path.join(workdir, "ckpt"))
             c = _config(workdir, steps, args.eval, args.policy, {**PPO, **ppo_recipe}.items(), args.overrides,
+                        args.cost_overrides if alpha == args.alpha else [],
                         [("model.path", start_path), ("sft.steps", 0), ("reward.alpha", alpha), ("seed", seed)],
                         schedule)
             summary = train(c)
@@ -228,6 +235,8 @@ def _report(args, sft_result, rows, ref, sft_time: str):
     best = ref.best_single
     plan = (f"alpha={args.alpha:g}: {args.steps} PPO iterations; alpha=0: those, then {args.cost_first} at alpha=0"
             if args.cost_first else f"{args.steps} PPO iterations per run")
+    if args.cost_overrides:
+        plan += f"; alpha={args.alpha:g} run with " + ", ".join(f"{k}={v}" for k, v in args.cost_overrides)
     print(f"\nsynthetic task, {args.eval} held-out questions, greedy decoding; {plan} ({sft_time})\n")
     print(f"SFT start (uniform routes): EM {_em(sft_result):.3f}, cost {_cost(sft_result):.1f}; "
           f"{_routes(sft_result)}")
