@@ -5,10 +5,12 @@ One run, three policies evaluated greedily on the same held-out questions (test 
      copying, no routing choice), the same warm start as `make demo`'s, exported once and shared by both PPO
      runs;
   2. PPO with alpha=0.9 (exact match traded for low cost) from that start, as GRPO (`PPO`: groups of 4 episodes
-     per question, 4 passes over each batch, a KL loss of 0.2 to the start);
-  3. PPO with alpha=0 (reward = format-gated exact match) from the same start, same settings; or, with
-     `--cost-first N`, a cost-first curriculum: run 2 continued from its last checkpoint for N iterations at
-     alpha=0 (`reward.early_alpha`/`early_steps`; the KL anchor stays the start; docs/learning.md, stop 34);
+     per question, 4 passes over each batch) whose advantages are not divided by the group's std, with a KL loss of
+     0.1 to the start (`COST_AWARE`);
+  3. PPO with alpha=0 (reward = format-gated exact match) from the same start, GRPO divided by the std, KL loss
+     0.2; or, with `--cost-first N`, a cost-first curriculum: run 2 continued from its last checkpoint for N
+     iterations at alpha=0 (`reward.early_alpha`/`early_steps`; the KL anchor stays the start; docs/learning.md,
+     stop 34);
 next to the oracle router and every single candidate (one call with the question), which need no policy.
 Prints the table and the four targets (EM gain >= 0.25, >= 90% of the oracle, >= best single + 0.10, and a cost
 cut >= 50% at an EM loss <= 0.15 with alpha=0.9), then peak RSS.
@@ -27,9 +29,9 @@ Usage: `.venv/bin/python benchmarks/learning.py [--steps 200] [--eval 100] [--wo
 [--start runs/learning/sft/hf_export] [--ppo-seeds 0] [--policy demo] [--cost-first 0] [--set KEY=VALUE ...]
 [--cost-set KEY=VALUE ...]` (`--start`: reuse an earlier run's exported warm start, skipping the SFT; `--ppo-seeds`:
 the PPO runs' seeds, i.e. question order and sampling; the start keeps seed 0; `--set ppo.kl_loss_coef=0.1`: a config
-override for the SFT and both PPO runs, on top of the recipe; `--cost-set`: one for the cost-aware run only, e.g.
-`ppo.grpo_norm_by_std=False`, since dividing by a group's reward std scales away the cost term's size,
-docs/learning.md, stop 38).
+override for the SFT and both PPO runs, on top of the recipe; `--cost-set`: one for the cost-aware run only, on top
+of `COST_AWARE`; `--cost-set ppo.grpo_norm_by_std=True --cost-set ppo.kl_loss_coef=0.2` runs it as the alpha=0 run,
+the recipe before stop 38).
 """
 from __future__ import annotations
 
@@ -66,6 +68,12 @@ PPO = {"ppo.adv_estimator": "grpo", "rollout.n_agent": 4, "data.batch_size": 16,
 # 200: within 60 iterations capitals stay with Mixtral, the candidate right most often, under alpha=0 (stops 33-36);
 # by 200 both seeds measured route all four domains to their specialists (docs/learning.md, stop 37).
 PPO_ITERATIONS = 200
+# The cost-aware run only: GRPO's division by the group's reward std keeps who was best in a group and drops by how
+# much, which is what alpha weighs. Multi-hop's candidates tie in expected reward under alpha=0.9 (Mixtral right
+# ~90% at ~0.1, a cheap one ~12% at ~0.8), yet with the division Mixtral gets ~6.7x the advantage
+# (benchmarks/advantage_bias.py) and took multi-hop, and the cost cut, in both seeds run for 200 iterations; without
+# it neither did. The advantages shrink by about the std, so the KL loss is halved (docs/learning.md, stop 38).
+COST_AWARE = {"ppo.grpo_norm_by_std": False, "ppo.kl_loss_coef": 0.1}
 
 # `--policy smollm2`: configs/smollm2.py on the demo's questions, a terse SFT on uniform-route demonstrations (no
 # copy warm-up: a pretrained model copies names), PPO as above at a tenth of the tiny policy's learning rate.
@@ -89,6 +97,11 @@ def _config(workdir: str, steps: int, eval_size: int, policy: str = "demo", *lay
     c.metrics.progress = False
     apply_overrides(c, [pair for layer in layers for pair in layer], where=f"configs/{policy}.py")
     return c
+
+
+def cost_aware(overrides) -> dict:
+    """The cost-aware run's own settings: `COST_AWARE`, then `--cost-set`'s (key, value) pairs, each key once."""
+    return {**COST_AWARE, **dict(overrides)}
 
 
 def _routes(result) -> str:
@@ -158,7 +171,7 @@ def main():
                              "benchmark's")
     parser.add_argument("--cost-set", dest="cost_overrides", type=parse_override, action="append", default=[],
                         metavar="KEY=VALUE", help="config override for the cost-aware PPO run only, on top of --set "
-                             "(repeatable), e.g. ppo.grpo_norm_by_std=False (docs/learning.md, stop 38)")
+                             "and COST_AWARE (repeatable), e.g. ppo.kl_loss_coef=0.2")
     args = parser.parse_args()
     for flag, overrides in (("--set", args.overrides), ("--cost-set", args.cost_overrides)):
         try:
@@ -200,7 +213,7 @@ def main():
                 shutil.copytree(os.path.join(args.workdir, f"ppo_seed{seed}_alpha{args.alpha:g}", "ckpt"),
                                 os.path.join(workdir, "ckpt"))
             c = _config(workdir, steps, args.eval, args.policy, {**PPO, **ppo_recipe}.items(), args.overrides,
-                        args.cost_overrides if alpha == args.alpha else [],
+                        cost_aware(args.cost_overrides).items() if alpha == args.alpha else [],
                         [("model.path", start_path), ("sft.steps", 0), ("reward.alpha", alpha), ("seed", seed)],
                         schedule)
             summary = train(c)
@@ -235,8 +248,8 @@ def _report(args, sft_result, rows, ref, sft_time: str):
     best = ref.best_single
     plan = (f"alpha={args.alpha:g}: {args.steps} PPO iterations; alpha=0: those, then {args.cost_first} at alpha=0"
             if args.cost_first else f"{args.steps} PPO iterations per run")
-    if args.cost_overrides:
-        plan += f"; alpha={args.alpha:g} run with " + ", ".join(f"{k}={v}" for k, v in args.cost_overrides)
+    own = ", ".join(f"{k}={v}" for k, v in cost_aware(args.cost_overrides).items())
+    plan += f"; alpha={args.alpha:g} run with {own}"
     print(f"\nsynthetic task, {args.eval} held-out questions, greedy decoding; {plan} ({sft_time})\n")
     print(f"SFT start (uniform routes): EM {_em(sft_result):.3f}, cost {_cost(sft_result):.1f}; "
           f"{_routes(sft_result)}")

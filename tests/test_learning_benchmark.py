@@ -60,21 +60,22 @@ def test_config_layers_apply_in_order_on_the_policys_config():
 @pytest.mark.slow
 def test_cost_first_continues_the_cost_aware_run_at_alpha_0(tmp_path):
     """`--cost-first 1` end to end at toy size: the alpha=0 run resumes the alpha=0.9 run's checkpoint and scores
-    its one extra iteration at alpha=0 (the untrained policy stands in for the warm start); `--cost-set` reaches
-    the alpha=0.9 run's config only."""
+    its one extra iteration at alpha=0 (the untrained policy stands in for the warm start); `COST_AWARE` and
+    `--cost-set` reach the alpha=0.9 run's config only."""
     repo = os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0]
     cmd = [sys.executable, os.path.join(repo, "benchmarks", "learning.py"), "--steps", "1", "--cost-first", "1",
            "--eval", "4", "--workdir", str(tmp_path / "run"), "--set", "sft.steps=0",
-           "--cost-set", "ppo.grpo_norm_by_std=False"]
+           "--cost-set", "ppo.kl_loss_coef=0.3"]
     flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f)  # one device
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=repo,
                          env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags})
     assert out.returncode == 0, out.stderr[-3000:]
     assert ("alpha=0.9: 1 PPO iterations; alpha=0: those, then 1 at alpha=0; alpha=0.9 run with "
-            "ppo.grpo_norm_by_std=False") in out.stdout
+            "ppo.grpo_norm_by_std=False, ppo.kl_loss_coef=0.3") in out.stdout
     configs = {alpha: json.load(open(tmp_path / "run" / f"ppo_seed0_alpha{alpha}" / "config.json"))
                for alpha in ("0.9", "0")}
-    assert not configs["0.9"]["ppo"]["grpo_norm_by_std"] and configs["0"]["ppo"]["grpo_norm_by_std"]  # --cost-set
+    assert [(c["ppo"]["grpo_norm_by_std"], c["ppo"]["kl_loss_coef"]) for c in configs.values()] == [
+        (False, 0.3), (True, PPO["ppo.kl_loss_coef"])]  # COST_AWARE and --cost-set reach the alpha=0.9 run only
     rows = {alpha: [json.loads(line) for line in open(tmp_path / "run" / f"ppo_seed0_alpha{alpha}" / "metrics.jsonl")]
             for alpha in ("0.9", "0")}
     assert [(r["step"], r["reward/alpha"]) for r in rows["0.9"]] == [(1, 0.9)]
