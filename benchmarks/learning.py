@@ -29,9 +29,9 @@ Usage: `.venv/bin/python benchmarks/learning.py [--steps 200] [--eval 100] [--wo
 [--start runs/learning/sft/hf_export] [--ppo-seeds 0] [--policy demo] [--cost-first 0] [--set KEY=VALUE ...]
 [--cost-set KEY=VALUE ...]` (`--start`: reuse an earlier run's exported warm start, skipping the SFT; `--ppo-seeds`:
 the PPO runs' seeds, i.e. question order and sampling; the start keeps seed 0; `--set ppo.kl_loss_coef=0.1`: a config
-override for the SFT and both PPO runs, on top of the recipe; `--cost-set`: one for the cost-aware run only, on top
-of `COST_AWARE`; `--cost-set ppo.grpo_norm_by_std=True --cost-set ppo.kl_loss_coef=0.2` runs it as the alpha=0 run,
-the recipe before stop 38).
+override for the SFT and both PPO runs, on top of the recipe except the cost-aware run's `COST_AWARE` keys;
+`--cost-set`: one for the cost-aware run only, applied last; `--cost-set ppo.grpo_norm_by_std=True --cost-set
+ppo.kl_loss_coef=0.2` runs it as the alpha=0 run, the recipe before stop 38).
 """
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def main():
     parser.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
                         metavar="KEY=VALUE", help="config override for the warm start and both PPO runs "
                              "(repeatable); each PPO run's model.path, sft.steps, reward.alpha and seed stay the "
-                             "benchmark's")
+                             "benchmark's, and so do the cost-aware run's COST_AWARE keys (--cost-set sets those)")
     parser.add_argument("--cost-set", dest="cost_overrides", type=parse_override, action="append", default=[],
                         metavar="KEY=VALUE", help="config override for the cost-aware PPO run only, on top of --set "
                              "and COST_AWARE (repeatable), e.g. ppo.kl_loss_coef=0.2")
