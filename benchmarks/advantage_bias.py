@@ -57,7 +57,10 @@ def main():
     parser.add_argument("--shares", default="0.2,0.65,0.15",
                         help="how often each kind of episode is drawn, in the order of OUTCOMES")
     args = parser.parse_args()
-    shares = np.asarray([float(s) for s in args.shares.split(",")])
+    try:
+        shares = np.asarray([float(s) for s in args.shares.split(",")])
+    except ValueError:
+        shares = np.asarray([])
     if shares.shape != (len(OUTCOMES),) or (shares < 0).any() or not np.isclose(shares.sum(), 1.0):
         parser.error(f"--shares {args.shares!r}: give {len(OUTCOMES)} non-negative shares that sum to 1")
     if args.groups < 1 or args.group_size < 2:
