@@ -66,7 +66,7 @@ PPO = {"ppo.adv_estimator": "grpo", "rollout.n_agent": 4, "data.batch_size": 16,
        "ppo.ppo_epochs": 4, "ppo.use_kl_loss": True, "ppo.kl_loss_coef": 0.2, "optim.actor.lr": 1e-4,
        "ppo.critic_warmup": 1}
 # 200: within 60 iterations capitals stay with Mixtral, the candidate right most often, under alpha=0 (stops 33-36);
-# by 200 both seeds measured route all four domains to their specialists (docs/learning.md, stop 37).
+# by 200 three of five seeds route all four domains to their specialists (docs/learning.md, stops 37 and 39).
 PPO_ITERATIONS = 200
 # The cost-aware run only: GRPO's division by the group's reward std keeps who was best in a group and drops by how
 # much, which is what alpha weighs. Multi-hop's candidates tie in expected reward under alpha=0.9 (Mixtral right
